@@ -1,0 +1,94 @@
+// `veer demo` (npm start): two bundled mock upstreams, veer on the given config, and a little traffic to show the split.
+
+import { request } from 'undici';
+import { startMockUpstream } from '../../bench/mock-upstream.js';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { createLogger } from '../log.js';
+import { Veer } from '../veer.js';
+import { printConfigError } from './output.js';
+
+export async function runDemo(configPath: string): Promise<number> {
+  let config: Config;
+  try {
+    config = await loadConfigFile(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      printConfigError(err);
+      return 2;
+    }
+    throw err;
+  }
+  const port = (url: string) => Number(new URL(url).port);
+  const legacy = await startMockUpstream({
+    name: 'legacy',
+    port: port(config.upstreams.legacy.url),
+    ttfb: { dist: 'lognormal', median: 120, sigma: 0.3 },
+    tokens: 20,
+    tokenIntervalMs: 25,
+  });
+  const next = await startMockUpstream({
+    name: 'new',
+    port: port(config.upstreams.new.url),
+    ttfb: { dist: 'lognormal', median: 80, sigma: 0.3 },
+    tokens: 20,
+    tokenIntervalMs: 15,
+  });
+  const logger = createLogger({ level: process.env.VEER_LOG_LEVEL ?? 'warn' });
+  const veer = await Veer.start({ config, logger });
+  const proxy = `http://127.0.0.1:${veer.proxyAddress.port}`;
+  const admin = veer.adminAddress ? `http://127.0.0.1:${veer.adminAddress.port}` : undefined;
+  process.stdout.write(
+    `veer demo: proxy ${proxy}  admin ${admin ?? '(off)'}\n` +
+      `  legacy mock ${legacy.url}, new mock ${next.url}, rollout "${config.rollout.id}" at ${veer.table.weightBp / 100}% on new\n` +
+      `  try: curl -N -H 'x-user-id: alice' -d '{"stream":true}' ${proxy}/v1/chat/completions\n` +
+      `  sending demo traffic from 200 simulated users; Ctrl-C to stop\n\n`,
+  );
+
+  const tally = { legacy: 0, new: 0, other: 0 };
+  let running = true;
+  const user = async (i: number) => {
+    while (running) {
+      try {
+        const res = await request(`${proxy}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-user-id': `user-${i}` },
+          body: JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        });
+        await res.body.dump({ limit: Number.MAX_SAFE_INTEGER });
+        const side = res.headers['x-veer-upstream'];
+        if (side === 'legacy' || side === 'new') tally[side]++;
+        else tally.other++;
+      } catch {
+        tally.other++;
+      }
+      await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
+    }
+  };
+  const users = Array.from({ length: 200 }, (_, i) => user(i));
+  const report = setInterval(() => {
+    const total = tally.legacy + tally.new;
+    const share = total ? ((100 * tally.new) / total).toFixed(1) : '0.0';
+    const s = veer.recorder.windows;
+    const p95 = (w: typeof s.new) => {
+      const v = w.snapshot().ttfbQuantile(0.95);
+      return v === undefined ? '   -  ' : `${v.toFixed(0).padStart(4)}ms`;
+    };
+    process.stdout.write(
+      `requests legacy ${String(tally.legacy).padStart(6)}  new ${String(tally.new).padStart(6)}  ` +
+        `share on new ${share.padStart(5)}% (weight ${veer.table.weightBp / 100}%)  ` +
+        `TTFB p95 legacy ${p95(s.legacy)} new ${p95(s.new)}${tally.other ? `  errors ${tally.other}` : ''}\n`,
+    );
+  }, 2000);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  running = false;
+  clearInterval(report);
+  await Promise.allSettled(users);
+  await veer.shutdown(2000);
+  await Promise.all([legacy.close(), next.close()]);
+  return 0;
+}

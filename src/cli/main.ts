@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// The `veer` command: `veer run`, `veer check-config`, `veer demo`, and the operator subcommands.
+
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/load.js';
+import { runDemo } from './demo.js';
+import { printConfigError } from './output.js';
+import { runProxy } from './run.js';
+
+const USAGE = `usage: veer <command> [options]
+
+commands:
+  run [--config PATH]        run the proxy (config: --config, VEER_CONFIG, or config/veer.yaml)
+  check-config [PATH]        validate a config file and exit (0 valid, 2 invalid)
+  demo [--config PATH]       run veer with two bundled mock upstreams and show the split
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      return runProxy(resolveConfigPath(values.config));
+    }
+    case 'check-config': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { config: { type: 'string', short: 'c' } },
+      });
+      const path = resolveConfigPath(positionals[0] ?? values.config);
+      try {
+        const config = await loadConfigFile(path);
+        process.stdout.write(
+          `${path}: ok (rollout ${config.rollout.id}, weight ${config.rollout.weightBp / 100}%, ${config.slo.rules.length} SLO rules)\n`,
+        );
+        return 0;
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          printConfigError(err);
+          return 2;
+        }
+        throw err;
+      }
+    }
+    case 'demo': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      return runDemo(resolveConfigPath(values.config));
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`veer: unknown command "${command}"\n${USAGE}`);
+      return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== -1) process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`veer: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  },
+);

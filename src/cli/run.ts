@@ -1,0 +1,54 @@
+// `veer run`: loads the config, starts veer, and turns signals into drain (TERM/INT) and reload (HUP).
+
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { createLogger, flushLogger } from '../log.js';
+import { Veer } from '../veer.js';
+import { printConfigError } from './output.js';
+
+/** Resolves with the exit code; -1 means "still running", the signal handlers exit later. */
+export async function runProxy(configPath: string): Promise<number> {
+  let config: Config;
+  try {
+    config = await loadConfigFile(configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      printConfigError(err);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.log.level });
+  let veer: Veer;
+  try {
+    veer = await Veer.start({ config, logger });
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, 'veer could not start');
+    flushLogger(logger);
+    process.stderr.write(`veer: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting without waiting for streams');
+      flushLogger(logger);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutdown requested');
+    veer.shutdown().then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error({ err: err.message }, 'shutdown failed');
+        flushLogger(logger);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // Reserved for config reload; without a handler SIGHUP would kill the process.
+  process.on('SIGHUP', () => logger.warn('SIGHUP received: config reload is not available in this build'));
+  return -1;
+}

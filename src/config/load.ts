@@ -1,0 +1,353 @@
+// Loading and validating the config file: YAML or JSON in, a typed Config or one problem per field out.
+
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import schema from '../../config/veer.schema.json' with { type: 'json' };
+import { parseRule } from '../guard/policy.js';
+import type { Config, KeySource, SloRule, TokenConfig, UpstreamConfig } from './types.js';
+import { parseDuration, parseRatio } from './units.js';
+
+export const DEFAULT_CONFIG_PATH = 'config/veer.yaml';
+
+/** A config that cannot be used: every problem names the field path and the reason. */
+export class ConfigError extends Error {
+  readonly code = 'bad_config';
+  constructor(
+    readonly problems: string[],
+    readonly sourcePath?: string,
+  ) {
+    super(`${sourcePath ? `${sourcePath}: ` : ''}invalid config\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  }
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.search && !u.hash;
+  } catch {
+    return false;
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
+ajv.addFormat('duration', { type: 'string', validate: (s: string) => parseDuration(s) !== undefined });
+ajv.addFormat('percent', { type: 'string', validate: (s: string) => parseRatio(s) !== undefined });
+ajv.addFormat('http-url', { type: 'string', validate: isHttpUrl });
+const validateSchema = ajv.compile(schema);
+
+const FORMAT_HINT: Record<string, string> = {
+  duration: 'must be a duration such as 250ms, 2s or 1m',
+  percent: 'must be a ratio between 0 and 1 or a percentage such as 1%',
+  'http-url': 'must be an http(s) URL without query or fragment',
+};
+
+function fieldPath(instancePath: string, extra?: string): string {
+  const parts = instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) parts.push(extra);
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
+  return out === '' ? '(root)' : out;
+}
+
+function reasonOf(errors: ErrorObject[]): string {
+  const first = (kw: string) => errors.find((e) => e.keyword === kw);
+  const format = first('format');
+  if (format) return FORMAT_HINT[String(format.params.format)] ?? format.message ?? 'is invalid';
+  const refs = errors.map((e) => e.schemaPath).join(' ');
+  for (const kw of [
+    'enum',
+    'const',
+    'pattern',
+    'minimum',
+    'maximum',
+    'exclusiveMinimum',
+    'multipleOf',
+    'minLength',
+    'maxLength',
+    'minItems',
+    'maxItems',
+    'uniqueItems',
+    'minProperties',
+    'maxProperties',
+  ]) {
+    const e = first(kw);
+    if (!e) continue;
+    if (kw === 'enum')
+      return `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    if (kw === 'const') return `must be ${JSON.stringify(e.params.allowedValue)}`;
+    if (kw === 'multipleOf') return `must have at most two decimals (a multiple of ${e.params.multipleOf})`;
+    if (kw === 'pattern') return `must match ${e.params.pattern}`;
+    if (kw === 'maxProperties' || kw === 'minProperties')
+      return 'must name exactly one source (header, cookie, query or client_address)';
+    return e.message ?? 'is invalid';
+  }
+  if (refs.includes('definitions/duration')) return FORMAT_HINT.duration!;
+  if (refs.includes('definitions/ratio')) return FORMAT_HINT.percent!;
+  if (refs.includes('definitions/rule')) return 'must be a rule string or an object with a rule string';
+  if (refs.includes('definitions/tokenSource') && first('oneOf')) return 'must name exactly one of env or file';
+  const types = [...new Set(errors.filter((e) => e.keyword === 'type').map((e) => String(e.params.type)))];
+  if (types.length > 0) return `must be ${types.join(' or ')}`;
+  return errors[0]?.message ?? 'is invalid';
+}
+
+/** One line per field: `upstreams.new.url: must be an http(s) URL`. */
+function schemaProblems(errors: ErrorObject[]): string[] {
+  const byPath = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    let path: string;
+    if (e.keyword === 'additionalProperties')
+      path = `${fieldPath(e.instancePath, String(e.params.additionalProperty))}\0unknown`;
+    else if (e.keyword === 'required')
+      path = `${fieldPath(e.instancePath, String(e.params.missingProperty))}\0required`;
+    else path = fieldPath(e.instancePath);
+    const list = byPath.get(path) ?? [];
+    list.push(e);
+    byPath.set(path, list);
+  }
+  const out: string[] = [];
+  for (const [key, errs] of byPath) {
+    const [path, special] = key.split('\0');
+    if (special === 'unknown') out.push(`${path}: unknown field`);
+    else if (special === 'required') out.push(`${path}: is required`);
+    else out.push(`${path}: ${reasonOf(errs)}`);
+  }
+  return out;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: raw config is validated by the schema before it is read
+type Raw = any;
+
+const dur = (value: unknown, fallback: number): number => (value === undefined ? fallback : parseDuration(value)!);
+
+function upstreamConfig(raw: Raw): UpstreamConfig {
+  return {
+    url: String(raw.url).replace(/\/+$/, ''),
+    connectTimeoutMs: dur(raw.connect_timeout, 2000),
+    ttfbTimeoutMs: dur(raw.ttfb_timeout, 30_000),
+    idleTimeoutMs: dur(raw.idle_timeout, 60_000),
+    maxSockets: raw.max_sockets ?? 1024,
+    keepAliveTimeoutMs: dur(raw.keep_alive_timeout, 4000),
+    hostHeader: raw.host_header ?? 'upstream',
+    tlsInsecure: raw.tls_insecure ?? false,
+  };
+}
+
+function keySources(raw: Raw[] | undefined): KeySource[] {
+  if (!raw)
+    return [
+      { kind: 'header', name: 'x-user-id' },
+      { kind: 'header', name: 'x-session-id' },
+    ];
+  return raw.map((k): KeySource => {
+    if (k.header !== undefined) return { kind: 'header', name: String(k.header).toLowerCase() };
+    if (k.cookie !== undefined) return { kind: 'cookie', name: String(k.cookie) };
+    if (k.query !== undefined) return { kind: 'query', name: String(k.query) };
+    return { kind: 'client_address' };
+  });
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+export interface LoadEnv {
+  env: NodeJS.ProcessEnv;
+  readFile: (path: string) => string;
+}
+
+const defaultEnv: LoadEnv = { env: process.env, readFile: (p) => readFileSync(p, 'utf8') };
+
+/** Validates a parsed document and builds the typed Config; pure apart from reading token sources. */
+export function buildConfig(
+  doc: unknown,
+  sourcePath?: string,
+  io: LoadEnv = defaultEnv,
+): { ok: true; config: Config } | { ok: false; problems: string[] } {
+  if (!validateSchema(doc)) return { ok: false, problems: schemaProblems(validateSchema.errors ?? []) };
+  const raw = doc as Raw;
+  const problems: string[] = [];
+
+  const steps: number[] = raw.rollout.steps ?? [];
+  for (let i = 1; i < steps.length; i++) {
+    if (steps[i]! <= steps[i - 1]!) problems.push(`rollout.steps[${i}]: must be greater than the step before it`);
+  }
+
+  const slo = raw.slo ?? {};
+  const minSamples: number = slo.min_samples ?? 100;
+  const rules: SloRule[] = [];
+  (slo.rules ?? []).forEach((r: Raw, i: number) => {
+    const text = typeof r === 'string' ? r : r.rule;
+    const parsed = parseRule(
+      text,
+      typeof r === 'string' ? minSamples : (r.min_samples ?? minSamples),
+      typeof r === 'string' ? undefined : r.name,
+    );
+    if (!parsed.ok) problems.push(`slo.rules[${i}]: ${parsed.reason}`);
+    else if (rules.some((x) => x.name === parsed.rule.name))
+      problems.push(`slo.rules[${i}]: duplicate rule name "${parsed.rule.name}"`);
+    else rules.push(parsed.rule);
+  });
+  const windowMs = dur(slo.window, 60_000);
+  const slices: number = slo.slices ?? 6;
+  if (windowMs / slices < 100) problems.push('slo.window: must be at least 100ms per slice');
+  const intervalMs = dur(slo.interval, 5000);
+  if (intervalMs < 50) problems.push('slo.interval: must be at least 50ms');
+
+  const admin = raw.admin ?? {};
+  const adminHost: string = admin.host ?? '127.0.0.1';
+  const tokens: TokenConfig[] = [];
+  (admin.tokens ?? []).forEach((t: Raw, i: number) => {
+    let secret: string | undefined;
+    if (t.env !== undefined) {
+      secret = io.env[t.env];
+      if (!secret) problems.push(`admin.tokens[${i}].env: environment variable ${t.env} is not set or empty`);
+    } else {
+      try {
+        secret = io.readFile(t.file).split('\n')[0]!.trim();
+        if (!secret) problems.push(`admin.tokens[${i}].file: ${t.file} is empty`);
+      } catch (err) {
+        problems.push(
+          `admin.tokens[${i}].file: cannot read ${t.file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
+      }
+    }
+    if (secret && secret.length < 16) problems.push(`admin.tokens[${i}]: a token must be at least 16 characters`);
+    if (tokens.some((x) => x.name === t.name))
+      problems.push(`admin.tokens[${i}].name: duplicate token name "${t.name}"`);
+    if (secret) tokens.push({ name: t.name, role: t.role ?? 'operator', secret });
+  });
+  const adminEnabled: boolean = admin.enabled ?? true;
+  if (
+    adminEnabled &&
+    !isLoopback(adminHost) &&
+    !(admin.tokens ?? []).some((t: Raw) => (t.role ?? 'operator') === 'operator')
+  ) {
+    problems.push('admin.tokens: an operator token is required when admin.host is not a loopback address');
+  }
+
+  const tls = raw.listen?.tls;
+  if (tls) {
+    for (const field of ['cert', 'key'] as const) {
+      try {
+        io.readFile(tls[field]);
+      } catch (err) {
+        problems.push(
+          `listen.tls.${field}: cannot read ${tls[field]} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
+      }
+    }
+  }
+
+  if (problems.length > 0) return { ok: false, problems };
+
+  const listen = raw.listen ?? {};
+  const routing = raw.routing ?? {};
+  const fleet = raw.fleet ?? {};
+  const config: Config = {
+    sourcePath,
+    listen: {
+      host: listen.host ?? '127.0.0.1',
+      port: listen.port ?? 8080,
+      tls: tls ? { cert: tls.cert, key: tls.key } : undefined,
+      maxHeaderSize: listen.max_header_size ?? 16384,
+      headersTimeoutMs: dur(listen.headers_timeout, 10_000),
+      idleTimeoutMs: dur(listen.idle_timeout, 65_000),
+      maxConcurrentStreams: listen.max_concurrent_streams ?? 256,
+      maxConnections: listen.max_connections ?? 10_000,
+      maxSessionMemoryMb: listen.max_session_memory_mb ?? 10,
+    },
+    upstreams: { legacy: upstreamConfig(raw.upstreams.legacy), new: upstreamConfig(raw.upstreams.new) },
+    rollout: {
+      id: raw.rollout.id,
+      salt: raw.rollout.salt ?? raw.rollout.id,
+      weightBp: Math.round((raw.rollout.weight ?? 0) * 100),
+      stepsBp: steps.map((s) => Math.round(s * 100)),
+      stepMinDurationMs: dur(raw.rollout.step_min_duration, 300_000),
+      autoPromote: raw.rollout.auto_promote ?? true,
+    },
+    routing: {
+      keys: keySources(routing.keys),
+      overrides: { new: routing.overrides?.new ?? [], legacy: routing.overrides?.legacy ?? [] },
+      forceHeader: routing.force_header?.enabled
+        ? String(routing.force_header.name ?? 'x-veer-force').toLowerCase()
+        : undefined,
+      responseHeader: routing.response_header ?? true,
+      fallbackOnConnectError: routing.fallback_on_connect_error ?? true,
+    },
+    slo: {
+      windowMs,
+      slices,
+      intervalMs,
+      minSamples,
+      consecutiveBreaches: slo.consecutive_breaches ?? 1,
+      onBreach: slo.on_breach ?? 'rollback',
+      cooldownMs: dur(slo.cooldown, 30_000),
+      flapMaxFlips: slo.flap?.max_flips ?? 3,
+      flapPeriodMs: dur(slo.flap?.period, 600_000),
+      rules,
+    },
+    admin: {
+      enabled: adminEnabled,
+      host: adminHost,
+      port: admin.port ?? 8081,
+      tokens,
+      readRequiresToken: admin.read_requires_token ?? false,
+      maxBodyBytes: admin.max_body_bytes ?? 65_536,
+    },
+    state: {
+      path: raw.state?.path ?? './veer-state.json',
+      auditPath: raw.state?.audit_path ?? './veer-audit.jsonl',
+    },
+    log: { level: raw.log?.level ?? io.env.VEER_LOG_LEVEL ?? 'info', access: raw.log?.access ?? true },
+    drain: { gracePeriodMs: dur(raw.drain?.grace_period, 20_000) },
+    reload: { watch: raw.reload?.watch ?? false },
+    fleet: {
+      enabled: fleet.enabled ?? false,
+      redisUrl: fleet.redis_url ?? 'redis://127.0.0.1:6379',
+      usernameEnv: fleet.username_env,
+      passwordEnv: fleet.password_env,
+      tlsInsecure: fleet.tls_insecure ?? false,
+      keyPrefix: fleet.key_prefix ?? 'veer',
+      publishIntervalMs: dur(fleet.publish_interval, 2000),
+      leaseTtlMs: dur(fleet.lease_ttl, 5000),
+      resyncIntervalMs: dur(fleet.resync_interval, 5000),
+    },
+  };
+  return { ok: true, config };
+}
+
+/** Parses YAML or JSON text (JSON is valid YAML, but JSON files get JSON's own error messages). */
+export function parseConfigText(text: string, sourcePath?: string): unknown {
+  try {
+    if (sourcePath?.endsWith('.json')) return JSON.parse(text);
+    return parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError([`(file): cannot parse: ${(err as Error).message.split('\n')[0]}`], sourcePath);
+  }
+}
+
+/** Reads, parses and validates a config file; throws ConfigError naming every bad field. */
+export async function loadConfigFile(path: string, io: LoadEnv = defaultEnv): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`(file): cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`], path);
+  }
+  const result = buildConfig(parseConfigText(text, path), path, io);
+  if (!result.ok) throw new ConfigError(result.problems, path);
+  return result.config;
+}
+
+/** `--config PATH`, else VEER_CONFIG, else config/veer.yaml. */
+export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return flag ?? env.VEER_CONFIG ?? DEFAULT_CONFIG_PATH;
+}

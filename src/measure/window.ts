@@ -1,0 +1,166 @@
+// A sliding window per upstream: a ring of sub-window t-digests (TTFB, duration) and outcome counters.
+
+import { TDigest } from 'tdigest';
+import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
+import { mergeSorted, quantileOf, totalCount } from './quantile.js';
+
+export type Clock = () => number;
+
+/** Centroids of a digest, as published and merged (e.g. across a fleet). */
+export interface Centroid {
+  mean: number;
+  n: number;
+}
+
+// K=10 recompresses a digest past 1,000 centroids (npm's default, 25, lets it grow to 2,500), which keeps
+// reads cheap at little cost to inserts.
+const DELTA = 0.01;
+const K = 10;
+
+class Slice {
+  epoch = -1;
+  readonly ttfb = new TDigest(DELTA, K);
+  readonly duration = new TDigest(DELTA, K);
+  readonly counts = new Float64Array(OUTCOMES.length);
+  /** Sorted centroids, copied once after the slice closed (its digest no longer changes). */
+  closed: { ttfb: Centroid[]; duration: Centroid[] } | undefined;
+
+  reset(epoch: number): void {
+    this.epoch = epoch;
+    this.ttfb.reset();
+    this.duration.reset();
+    this.counts.fill(0);
+    this.closed = undefined;
+  }
+
+  close(): { ttfb: Centroid[]; duration: Centroid[] } {
+    if (!this.closed) {
+      this.closed = { ttfb: this.ttfb.toArray(), duration: this.duration.toArray() };
+    }
+    return this.closed;
+  }
+}
+
+/** What a window holds at one moment; quantiles come from merged digests, computed once per snapshot. */
+export interface WindowSnapshot {
+  /** Requests judged for error rate: every outcome but client_abort. */
+  requests: number;
+  errors: number;
+  errorRate: number;
+  outcomes: Record<Outcome, number>;
+  /** TTFB samples (responses whose first byte arrived). */
+  ttfbSamples: number;
+  durationSamples: number;
+  ttfbQuantile(q: number): number | undefined;
+  durationQuantile(q: number): number | undefined;
+  ttfbCentroids(): Centroid[];
+  durationCentroids(): Centroid[];
+}
+
+export interface WindowOptions {
+  windowMs: number;
+  slices: number;
+  clock: Clock;
+}
+
+/**
+ * Samples land in the slice of their time; a slice older than the window is reset when its ring
+ * position is reused, so expiry costs nothing per sample. The closed slices' merge is cached until the
+ * next rotation, and a snapshot merges only that cache with the open slice.
+ */
+export class SlidingWindow {
+  readonly sliceMs: number;
+  private readonly ring: Slice[];
+  private readonly clock: Clock;
+  private openEpoch = -1;
+  private closedCache: { epoch: number; ttfb: Centroid[]; duration: Centroid[] } | undefined;
+  private snapshotCache: { epoch: number; total: number; snapshot: WindowSnapshot } | undefined;
+
+  constructor(options: WindowOptions) {
+    this.sliceMs = options.windowMs / options.slices;
+    this.clock = options.clock;
+    this.ring = Array.from({ length: options.slices }, () => new Slice());
+  }
+
+  /** The slice for `now`, rotating the ring when a new epoch begins. */
+  private slice(now: number): Slice {
+    const epoch = Math.floor(now / this.sliceMs);
+    if (epoch !== this.openEpoch) {
+      this.openEpoch = epoch;
+      const s = this.ring[epoch % this.ring.length]!;
+      if (s.epoch !== epoch) s.reset(epoch);
+      return s;
+    }
+    return this.ring[epoch % this.ring.length]!;
+  }
+
+  /** ttfbMs/durationMs undefined when not measured (no first byte, or the stream did not complete). */
+  record(outcome: Outcome, ttfbMs: number | undefined, durationMs: number | undefined): void {
+    const s = this.slice(this.clock());
+    s.counts[OUTCOME_INDEX[outcome]]! += 1;
+    if (ttfbMs !== undefined) s.ttfb.push(ttfbMs);
+    if (durationMs !== undefined) s.duration.push(durationMs);
+  }
+
+  private live(epoch: number): Slice[] {
+    const out: Slice[] = [];
+    for (const s of this.ring) if (s.epoch > epoch - this.ring.length && s.epoch <= epoch) out.push(s);
+    return out;
+  }
+
+  snapshot(): WindowSnapshot {
+    const epoch = Math.floor(this.clock() / this.sliceMs);
+    const live = this.live(epoch);
+    const open = live.find((s) => s.epoch === epoch);
+    let total = 0;
+    for (const s of live) for (const c of s.counts) total += c;
+    // Same epoch and no new sample since the last snapshot: the answer cannot have changed.
+    if (this.snapshotCache && this.snapshotCache.epoch === epoch && this.snapshotCache.total === total) {
+      return this.snapshotCache.snapshot;
+    }
+    if (!this.closedCache || this.closedCache.epoch !== epoch) {
+      let ttfbClosed: Centroid[] = [];
+      let durationClosed: Centroid[] = [];
+      for (const s of live) {
+        if (s === open) continue;
+        const c = s.close();
+        ttfbClosed = mergeSorted(ttfbClosed, c.ttfb);
+        durationClosed = mergeSorted(durationClosed, c.duration);
+      }
+      this.closedCache = { epoch, ttfb: ttfbClosed, duration: durationClosed };
+    }
+    const ttfb = open ? mergeSorted(this.closedCache.ttfb, open.ttfb.toArray()) : this.closedCache.ttfb;
+    const duration = open ? mergeSorted(this.closedCache.duration, open.duration.toArray()) : this.closedCache.duration;
+    const ttfbTotal = totalCount(ttfb);
+    const durationTotal = totalCount(duration);
+    const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+    for (const s of live) {
+      OUTCOMES.forEach((o, i) => {
+        outcomes[o] += s.counts[i]!;
+      });
+    }
+    const requests = total - outcomes.client_abort;
+    const errors = outcomes.upstream_5xx + outcomes.connect_error + outcomes.timeout + outcomes.reset;
+    const snapshot: WindowSnapshot = {
+      requests,
+      errors,
+      errorRate: requests > 0 ? errors / requests : 0,
+      outcomes,
+      ttfbSamples: ttfbTotal,
+      durationSamples: durationTotal,
+      ttfbQuantile: (q) => quantileOf(ttfb, q, ttfbTotal),
+      durationQuantile: (q) => quantileOf(duration, q, durationTotal),
+      ttfbCentroids: () => ttfb,
+      durationCentroids: () => duration,
+    };
+    this.snapshotCache = { epoch, total, snapshot };
+    return snapshot;
+  }
+
+  /** Centroids in the live window across all slices, for memory checks. */
+  centroidCount(): number {
+    let n = 0;
+    for (const s of this.ring) n += s.ttfb.size() + s.duration.size();
+    return n;
+  }
+}

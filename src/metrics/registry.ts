@@ -1,0 +1,232 @@
+// Every Prometheus metric veer exports, defined here on one prom-client registry.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Inference TTFB spans a few ms (cache hits) to tens of seconds (long prompts, queueing). */
+export const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30];
+export const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
+
+export const ROLLOUT_STATES = ['progressing', 'holding', 'promoted', 'rolled_back', 'killed', 'latched'] as const;
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+type PerUpstream = { legacy: number; new: number };
+
+/**
+ * Readers of live state, filled in by the modules that own it; gauges call them at scrape time so the
+ * request path only bumps plain numbers.
+ */
+export interface LiveReadings {
+  inflight?: () => PerUpstream;
+  window?: () => Record<
+    'legacy' | 'new',
+    { quantiles: Record<string, number | undefined>; samples: number; errorRate: number }
+  >;
+  connections?: () => Record<string, number>;
+  weightRatio?: () => number;
+}
+
+export const WINDOW_QUANTILES = ['0.5', '0.9', '0.95', '0.99'] as const;
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  const live: LiveReadings = {};
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'veer_' });
+  const registers = [registry];
+  return {
+    registry,
+    live,
+    requests: new Counter({
+      name: 'veer_requests_total',
+      help: 'Requests finished, by upstream, status class the client saw (none when no status was sent) and routing reason.',
+      labelNames: ['upstream', 'code_class', 'reason'] as const,
+      registers,
+    }),
+    outcomes: new Counter({
+      name: 'veer_request_outcomes_total',
+      help: 'Requests finished, by upstream and outcome class (ok, upstream_5xx, connect_error, timeout, reset, client_abort).',
+      labelNames: ['upstream', 'outcome'] as const,
+      registers,
+    }),
+    ttfb: new Histogram({
+      name: 'veer_ttfb_seconds',
+      help: 'Time from request received to the first response body byte (the first token of a stream), by upstream.',
+      labelNames: ['upstream'] as const,
+      buckets: TTFB_BUCKETS,
+      registers,
+    }),
+    duration: new Histogram({
+      name: 'veer_request_duration_seconds',
+      help: 'Time from request received to the end of the response, for completed responses, by upstream.',
+      labelNames: ['upstream'] as const,
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    ttfbWindow: new Gauge({
+      name: 'veer_ttfb_window_seconds',
+      help: "TTFB quantiles over the SLO window, from the window's t-digests.",
+      labelNames: ['upstream', 'quantile'] as const,
+      registers,
+      collect() {
+        const w = live.window?.();
+        if (!w) return;
+        for (const upstream of ['legacy', 'new'] as const) {
+          for (const q of WINDOW_QUANTILES) {
+            const v = w[upstream].quantiles[q];
+            if (v === undefined) this.remove({ upstream, quantile: q });
+            else this.set({ upstream, quantile: q }, v);
+          }
+        }
+      },
+    }),
+    windowSamples: new Gauge({
+      name: 'veer_window_samples',
+      help: 'TTFB samples in the SLO window, by upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const w = live.window?.();
+        if (w) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, w[upstream].samples);
+      },
+    }),
+    windowErrorRatio: new Gauge({
+      name: 'veer_window_error_ratio',
+      help: 'Share of requests in the SLO window that ended in an upstream error, by upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const w = live.window?.();
+        if (w) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, w[upstream].errorRate);
+      },
+    }),
+    inflight: new Gauge({
+      name: 'veer_inflight_streams',
+      help: 'Requests being proxied right now, by upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const n = live.inflight?.();
+        if (n) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, n[upstream]);
+      },
+    }),
+    weight: new Gauge({
+      name: 'veer_routing_weight_ratio',
+      help: 'Share of keys routed to new by the current routing table (0..1).',
+      registers,
+      collect() {
+        const r = live.weightRatio?.();
+        if (r !== undefined) this.set(r);
+      },
+    }),
+    keyless: new Counter({
+      name: 'veer_keyless_requests_total',
+      help: 'Requests without a bucketing key, bucketed at random.',
+      registers,
+    }),
+    fallbacks: new Counter({
+      name: 'veer_fallbacks_total',
+      help: 'Requests retried on legacy because new refused the connection before anything was sent.',
+      registers,
+    }),
+    rolloutState: new Gauge({
+      name: 'veer_rollout_state',
+      help: 'The rollout state: 1 for the current state, 0 for the others.',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    rolloutStep: new Gauge({
+      name: 'veer_rollout_step',
+      help: 'Index of the current progressive rollout step (-1 when not on a step).',
+      registers,
+    }),
+    sloRuleValue: new Gauge({
+      name: 'veer_slo_rule_value',
+      help: 'Latest measured value of each SLO rule (seconds for latency rules, a ratio for error rules).',
+      labelNames: ['rule'] as const,
+      registers,
+    }),
+    sloRuleThreshold: new Gauge({
+      name: 'veer_slo_rule_threshold',
+      help: 'Threshold each SLO rule is judged against, in the units of veer_slo_rule_value.',
+      labelNames: ['rule'] as const,
+      registers,
+    }),
+    sloRuleStatus: new Gauge({
+      name: 'veer_slo_rule_status',
+      help: 'Latest result of each SLO rule: 1 pass, 0 inconclusive, -1 breach.',
+      labelNames: ['rule'] as const,
+      registers,
+    }),
+    sloBreaches: new Counter({
+      name: 'veer_slo_breaches_total',
+      help: 'Evaluations in which a rule breached.',
+      labelNames: ['rule'] as const,
+      registers,
+    }),
+    rollbacks: new Counter({
+      name: 'veer_rollbacks_total',
+      help: 'Rollbacks of the new upstream to weight 0, by cause (slo, operator, kill).',
+      labelNames: ['cause'] as const,
+      registers,
+    }),
+    routingChanges: new Counter({
+      name: 'veer_routing_changes_total',
+      help: 'Routing table swaps, by cause (slo, operator, config, fleet).',
+      labelNames: ['cause'] as const,
+      registers,
+    }),
+    lastChange: new Gauge({
+      name: 'veer_routing_last_change_timestamp_seconds',
+      help: 'Unix time of the last routing table change.',
+      registers,
+    }),
+    configReloads: new Counter({
+      name: 'veer_config_reloads_total',
+      help: 'Config reload attempts, by result (ok, invalid).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    adminRequests: new Counter({
+      name: 'veer_admin_requests_total',
+      help: 'Admin API requests, by route and status code.',
+      labelNames: ['route', 'code'] as const,
+      registers,
+    }),
+    clientConnections: new Gauge({
+      name: 'veer_client_connections',
+      help: 'Client connections open on the proxy listener, by protocol.',
+      labelNames: ['protocol'] as const,
+      registers,
+      collect() {
+        const c = live.connections?.();
+        if (c) for (const [protocol, n] of Object.entries(c)) this.set({ protocol }, n);
+      },
+    }),
+    rejectedRequests: new Counter({
+      name: 'veer_rejected_requests_total',
+      help: 'Requests refused by veer itself before routing, by reason (bad_request, draining, overloaded).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    fleetMembers: new Gauge({
+      name: 'veer_fleet_members',
+      help: 'Sidecars that published a window within its TTL.',
+      registers,
+    }),
+    fleetLeader: new Gauge({
+      name: 'veer_fleet_leader',
+      help: '1 when this sidecar holds the fleet lease, else 0.',
+      registers,
+    }),
+    fleetSyncErrors: new Counter({
+      name: 'veer_fleet_sync_errors_total',
+      help: 'Failed exchanges with the fleet store (Redis).',
+      registers,
+    }),
+    fleetStateVersion: new Gauge({
+      name: 'veer_fleet_state_version',
+      help: 'Version of the shared rollout state this sidecar applies.',
+      registers,
+    }),
+  };
+}

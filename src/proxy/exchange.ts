@@ -1,0 +1,259 @@
+// One proxied request: relays it to its upstream through undici and the response back, unbuffered, and meters it.
+
+import type { ServerResponse } from 'node:http';
+import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { UpstreamName } from '../config/types.js';
+import type { Outcome } from '../measure/outcome.js';
+import type { Recorder, StreamRecord } from '../measure/recorder.js';
+import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import type { Upstream } from './upstream.js';
+
+/** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
+export interface ExchangeContext {
+  upstreams: Record<UpstreamName, Upstream>;
+  recorder: Recorder;
+  responseHeader: boolean;
+  fallbackOnConnectError: boolean;
+  onFallback: () => void;
+  draining: boolean;
+}
+
+type Body = Readable | AsyncIterable<Buffer> | null;
+
+const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
+
+/** Errors that undici reports before the request was written: nothing reached the upstream. */
+const CONNECT_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
+const kTimeout = new Error('time to first byte exceeded');
+const kClientGone = new Error('client went away');
+
+function onFirstByteTimeout(exchange: Exchange): void {
+  exchange.firstByteTimedOut();
+}
+
+/**
+ * Implements undici's dispatch handler directly: response chunks are written to the client as they
+ * arrive, the upstream is paused when the client cannot keep up, and every path ends in exactly one
+ * call to the recorder. HTTP/1.1 (`res`) and HTTP/2 (`stream`) clients share this one code path.
+ */
+export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
+  upstream: UpstreamName;
+  status = 0;
+  outcome: Outcome = 'ok';
+  headersAt = 0;
+  firstByteAt = 0;
+  endedAt = 0;
+  bytesOut = 0;
+  fallback = false;
+  readonly startedAt = performance.now();
+
+  private controller: Dispatcher.DispatchController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private responded = false;
+  private done = false;
+  private timedOut = false;
+  private watchingDrain = false;
+
+  constructor(
+    private readonly ctx: ExchangeContext,
+    upstream: UpstreamName,
+    readonly reason: string,
+    readonly bucket: number,
+    readonly method: string,
+    readonly path: string,
+    readonly protocol: string,
+    private readonly headers: Record<string, string | string[] | undefined>,
+    private readonly body: Body,
+    private readonly res: ServerResponse | undefined,
+    private readonly stream: ServerHttp2Stream | undefined,
+  ) {
+    this.upstream = upstream;
+    if (res) res.once('close', () => this.clientClosed());
+    else stream!.once('close', () => this.clientClosed());
+  }
+
+  start(): void {
+    const up = this.ctx.upstreams[this.upstream];
+    this.ctx.recorder.started(this.upstream);
+    if (up.config.hostHeader === 'upstream') this.headers.host = up.host;
+    this.timer = setTimeout(onFirstByteTimeout, up.config.ttfbTimeoutMs, this);
+    try {
+      up.pool.dispatch(
+        {
+          path: up.basePath + this.path,
+          method: this.method as Dispatcher.HttpMethod,
+          headers: this.headers as Record<string, string | string[]>,
+          // undici accepts async iterables at run time; its typings list only streams and buffers.
+          body: this.body as Readable | null,
+        },
+        this,
+      );
+    } catch (err) {
+      // undici refuses some requests synchronously (e.g. a header it will not send).
+      this.fail('reset', 'bad_request', `request cannot be forwarded: ${(err as Error).message}`);
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.done) controller.abort(kClientGone);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200 || this.done) return;
+    this.headersAt = performance.now();
+    this.status = statusCode;
+    const connection = headers.connection;
+    if (typeof connection === 'string') {
+      for (const token of connection.split(',')) delete headers[token.trim().toLowerCase()];
+    }
+    for (const name of RESPONSE_HOP_BY_HOP) delete headers[name];
+    if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
+    try {
+      if (this.res) {
+        if (this.ctx.draining) headers.connection = 'close';
+        this.res.writeHead(statusCode, headers);
+      } else {
+        headers[':status'] = statusCode as unknown as string;
+        this.stream!.respond(headers as Record<string, string>);
+      }
+      this.responded = true;
+    } catch (err) {
+      controller.abort(err as Error);
+      if (!this.done)
+        this.fail('reset', 'bad_gateway', `upstream response cannot be relayed: ${(err as Error).message}`);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.firstByteAt === 0) {
+      this.firstByteAt = performance.now();
+      clearTimeout(this.timer);
+    }
+    this.bytesOut += chunk.length;
+    if (this.done) return;
+    const writable = this.res ?? this.stream!;
+    if (!writable.write(chunk)) {
+      controller.pause();
+      if (!this.watchingDrain) {
+        this.watchingDrain = true;
+        writable.on('drain', () => this.controller?.resume());
+      }
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.done) return;
+    this.endedAt = performance.now();
+    if (this.res) this.res.end();
+    else this.stream!.end();
+    this.finish(this.status >= 500 ? 'upstream_5xx' : 'ok');
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    this.endedAt = performance.now();
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (this.timedOut) {
+      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
+    } else if (this.controller === undefined && CONNECT_ERROR_CODES.has(code)) {
+      if (this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback) {
+        this.retryOnLegacy();
+        return;
+      }
+      this.fail('connect_error', 'upstream_unavailable', `${this.upstream} upstream is unavailable (${code})`);
+    } else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream went silent (${code})`);
+    } else {
+      this.fail('reset', 'upstream_reset', `${this.upstream} upstream closed the connection (${code || err.message})`);
+    }
+  }
+
+  /** Called by the first-byte timer. */
+  firstByteTimedOut(): void {
+    if (this.done || this.firstByteAt !== 0) return;
+    this.timedOut = true;
+    if (this.controller) {
+      this.controller.abort(kTimeout);
+    } else {
+      // Still queued or connecting: answer now; onRequestStart aborts it if it ever starts.
+      this.endedAt = performance.now();
+      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
+    }
+  }
+
+  private clientClosed(): void {
+    if (this.done) return;
+    this.endedAt = performance.now();
+    this.finish('client_abort');
+    // Aborting destroys the upstream socket, so the upstream sees the stream end at once.
+    this.controller?.abort(kClientGone);
+  }
+
+  /**
+   * New refused the connection before a byte was sent: count it against new, then serve the request
+   * from legacy. The body has not been read, so it can still be sent once.
+   */
+  private retryOnLegacy(): void {
+    clearTimeout(this.timer);
+    this.outcome = 'connect_error';
+    this.ctx.recorder.finished(this);
+    this.outcome = 'ok';
+    this.ctx.onFallback();
+    this.upstream = 'legacy';
+    this.fallback = true;
+    this.controller = undefined;
+    this.endedAt = 0;
+    this.start();
+  }
+
+  /** Answers with veer's own JSON error, or cuts the stream when the upstream's headers already went out. */
+  private fail(outcome: Outcome, code: ProxyErrorCode, message: string): void {
+    if (this.responded) {
+      if (this.res) this.res.destroy();
+      else this.stream!.close(h2.NGHTTP2_INTERNAL_ERROR);
+    } else {
+      const status = ERROR_STATUS[code];
+      this.status = status;
+      const body = errorBody(code, message);
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'cache-control': 'no-store',
+      };
+      if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
+      if (this.res) {
+        if (!this.res.headersSent && !this.res.destroyed) this.res.writeHead(status, headers).end(body);
+      } else if (!this.stream!.destroyed && !this.stream!.headersSent) {
+        headers[':status'] = status;
+        this.stream!.respond(headers);
+        this.stream!.end(body);
+      }
+    }
+    this.finish(outcome);
+  }
+
+  private finish(outcome: Outcome): void {
+    this.done = true;
+    clearTimeout(this.timer);
+    if (this.endedAt === 0) this.endedAt = performance.now();
+    this.outcome = outcome;
+    this.ctx.recorder.finished(this);
+  }
+}

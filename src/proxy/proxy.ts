@@ -1,0 +1,168 @@
+// The request entry: picks the key, asks the routing table, and starts an Exchange for HTTP/1.1 or HTTP/2 clients.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Config, UpstreamName } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { Recorder } from '../measure/recorder.js';
+import type { Metrics } from '../metrics/registry.js';
+import { extractKey } from '../routing/key.js';
+import { decide, type RoutingTable } from '../routing/table.js';
+import { errorBody } from './errors.js';
+import { Exchange, type ExchangeContext } from './exchange.js';
+import type { Upstream } from './upstream.js';
+
+/** Request headers that belong to one connection (RFC 9110 §7.6.1) or that veer sets itself. */
+const REQUEST_HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'expect',
+  'http2-settings',
+]);
+
+type OutHeaders = Record<string, string | string[] | undefined>;
+
+function upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
+  const out: OutHeaders = {};
+  const connection = src.connection;
+  const listed =
+    typeof connection === 'string'
+      ? connection
+          .toLowerCase()
+          .split(',')
+          .map((t) => t.trim())
+      : undefined;
+  for (const name in src) {
+    if (name.charCodeAt(0) === 58 /* ':' */ || REQUEST_HOP_BY_HOP.has(name)) continue;
+    if (listed?.includes(name)) continue;
+    out[name] = src[name];
+  }
+  const xff = src['x-forwarded-for'];
+  if (clientAddress) out['x-forwarded-for'] = xff ? `${xff}, ${clientAddress}` : clientAddress;
+  if (!src['x-forwarded-proto']) out['x-forwarded-proto'] = proto;
+  const host = src[':authority'] ?? src.host;
+  if (!src['x-forwarded-host'] && host) out['x-forwarded-host'] = host;
+  // With host_header: client the client's host travels on; with upstream, Exchange sets the upstream's.
+  if (host) out.host = host;
+  return out;
+}
+
+export interface ProxyOptions {
+  config: Config;
+  table: RoutingTable;
+  upstreams: Record<UpstreamName, Upstream>;
+  recorder: Recorder;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export class ProxyHandler {
+  /** The one routing snapshot requests read; swapped whole, never mutated. */
+  table: RoutingTable;
+  routing: Config['routing'];
+  readonly ctx: ExchangeContext;
+  private readonly metrics: Metrics;
+
+  constructor(options: ProxyOptions) {
+    this.table = options.table;
+    this.routing = options.config.routing;
+    this.metrics = options.metrics;
+    const fallbacks = options.metrics.fallbacks;
+    this.ctx = {
+      upstreams: options.upstreams,
+      recorder: options.recorder,
+      responseHeader: options.config.routing.responseHeader,
+      fallbackOnConnectError: options.config.routing.fallbackOnConnectError,
+      onFallback: () => fallbacks.inc(),
+      draining: false,
+    };
+  }
+
+  applyRouting(routing: Config['routing']): void {
+    this.routing = routing;
+    this.ctx.responseHeader = routing.responseHeader;
+    this.ctx.fallbackOnConnectError = routing.fallbackOnConnectError;
+  }
+
+  private route(headers: IncomingHttpHeaders, path: string, clientAddress: string | undefined) {
+    const key = extractKey(this.routing.keys, headers, path, clientAddress);
+    if (key === undefined) this.metrics.keyless.inc();
+    const force = this.table.forceHeader;
+    const forced = force === undefined ? undefined : headers[force];
+    return decide(this.table, key, typeof forced === 'string' ? forced : undefined);
+  }
+
+  handleHttp1 = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = req.url ?? '';
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      this.reject(res, undefined, `request target must be a path, got "${path.slice(0, 64)}"`);
+      return;
+    }
+    const socket = req.socket;
+    const clientAddress = socket.remoteAddress;
+    const proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    const decision = this.route(req.headers, path, clientAddress);
+    const headers = upstreamHeaders(req.headers, clientAddress, proto);
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+    new Exchange(
+      this.ctx,
+      decision.upstream,
+      decision.reason,
+      decision.bucket,
+      req.method ?? 'GET',
+      path,
+      'http/1.1',
+      headers,
+      hasBody ? req : null,
+      res,
+      undefined,
+    ).start();
+  };
+
+  handleHttp2 = (stream: ServerHttp2Stream, reqHeaders: IncomingHttpHeaders): void => {
+    const path = reqHeaders[':path'] ?? '';
+    const method = reqHeaders[':method'] ?? 'GET';
+    if (method === 'CONNECT' || path.charCodeAt(0) !== 47) {
+      this.reject(undefined, stream, `request target must be a path, got "${path.slice(0, 64)}"`);
+      return;
+    }
+    const socket = stream.session?.socket;
+    const clientAddress = socket?.remoteAddress;
+    const proto = (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http';
+    const decision = this.route(reqHeaders, path, clientAddress);
+    const headers = upstreamHeaders(reqHeaders, clientAddress, proto);
+    // The request stream itself must not be handed to undici: it destroys its body when done, and
+    // for HTTP/2 that would also end the response. An iterator over the readable side is safe.
+    const body = stream.endAfterHeaders ? null : stream.iterator({ destroyOnReturn: false });
+    new Exchange(
+      this.ctx,
+      decision.upstream,
+      decision.reason,
+      decision.bucket,
+      method,
+      path,
+      'h2',
+      headers,
+      body,
+      undefined,
+      stream,
+    ).start();
+  };
+
+  private reject(res: ServerResponse | undefined, stream: ServerHttp2Stream | undefined, message: string): void {
+    this.metrics.rejectedRequests.inc({ reason: 'bad_request' });
+    const body = errorBody('bad_request', message);
+    const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+    if (res) res.writeHead(400, headers).end(body);
+    else if (stream) {
+      stream.respond({ ':status': 400, ...headers });
+      stream.end(body);
+    }
+  }
+}

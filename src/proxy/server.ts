@@ -1,0 +1,204 @@
+// The front listener: one port, each connection sniffed (TLS, HTTP/2 preface, else HTTP/1.1) and handed to the right server.
+
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const TLS_HANDSHAKE = 0x16;
+
+export type Protocol = 'http/1.1' | 'h2c' | 'h2' | 'https/1.1';
+
+export interface FrontListenerOptions {
+  listen: Config['listen'];
+  onHttp1: (req: IncomingMessage, res: ServerResponse) => void;
+  onHttp2: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+  logger: Logger;
+}
+
+/**
+ * node's `allowHTTP1` answers HTTP/1.1 on a plaintext port with SETTINGS+GOAWAY (nodejs/node#26795),
+ * so the first bytes decide: the 24-byte HTTP/2 preface → http2, a TLS handshake → TLS then ALPN,
+ * anything else → http. Sniffed bytes are put back with unshift; http2 re-reads them itself.
+ */
+export class FrontListener {
+  readonly connections: Record<Protocol, number> = { 'http/1.1': 0, h2c: 0, h2: 0, 'https/1.1': 0 };
+  private readonly server: net.Server;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly tls: tls.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly sessions = new Set<Http2Session>();
+  private readonly options: FrontListenerOptions;
+  private draining = false;
+
+  constructor(options: FrontListenerOptions) {
+    this.options = options;
+    const l = options.listen;
+    this.h1 = http.createServer(
+      {
+        maxHeaderSize: l.maxHeaderSize,
+        headersTimeout: l.headersTimeoutMs,
+        // Long streams are normal; a request body still has to arrive within five minutes.
+        requestTimeout: 300_000,
+        keepAliveTimeout: l.idleTimeoutMs,
+        requireHostHeader: false,
+        connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
+      },
+      options.onHttp1,
+    );
+    this.h1.timeout = l.idleTimeoutMs;
+    // http.Server arms its headers/request timeouts on 'listening'; it never listens itself here.
+    this.h1.emit('listening');
+    this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
+        const body = JSON.stringify({ error: { code: 'bad_request', message: err.code ?? 'malformed request' } });
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+        socket.end(
+          `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy();
+      }
+    });
+
+    this.h2 = http2.createServer({
+      settings: {
+        maxConcurrentStreams: l.maxConcurrentStreams,
+        maxHeaderListSize: l.maxHeaderSize,
+        enablePush: false,
+      },
+      maxSessionMemory: l.maxSessionMemoryMb,
+      maxHeaderListPairs: 256,
+      maxOutstandingPings: 10,
+      maxSettings: 32,
+      peerMaxConcurrentStreams: l.maxConcurrentStreams,
+    });
+    this.h2.setTimeout(l.idleTimeoutMs);
+    this.h2.on('stream', options.onHttp2);
+    this.h2.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', (err) => options.logger.debug({ err: err.message }, 'h2 session error'));
+      if (this.draining) session.close();
+    });
+    this.h2.on('sessionError', (err) => options.logger.debug({ err: err.message }, 'h2 session error'));
+
+    if (l.tls) {
+      this.tls = tls.createServer({
+        cert: readFileSync(l.tls.cert),
+        key: readFileSync(l.tls.key),
+        ALPNProtocols: ['h2', 'http/1.1'],
+        handshakeTimeout: l.headersTimeoutMs,
+      });
+      this.tls.on('secureConnection', (socket: tls.TLSSocket) => {
+        if (socket.alpnProtocol === 'h2') this.handOver(socket, 'h2', this.h2);
+        else this.handOver(socket, 'https/1.1', this.h1);
+      });
+      this.tls.on('tlsClientError', (err) => options.logger.debug({ err: err.message }, 'tls client error'));
+    }
+
+    this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    this.server.maxConnections = l.maxConnections;
+  }
+
+  listen(): Promise<AddressInfo> {
+    const { host, port } = this.options.listen;
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  private onConnection(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    // A socket that says nothing is closed, whatever protocol it would have spoken.
+    socket.setTimeout(this.options.listen.headersTimeoutMs, () => socket.destroy());
+    let seen: Buffer | undefined;
+    const onData = (chunk: Buffer) => {
+      const data = seen ? Buffer.concat([seen, chunk]) : chunk;
+      if (data[0] === TLS_HANDSHAKE) {
+        socket.off('data', onData);
+        socket.pause();
+        socket.unshift(data);
+        if (!this.tls) {
+          socket.destroy();
+          return;
+        }
+        socket.setTimeout(0);
+        this.tls.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      const n = Math.min(data.length, PREFACE.length);
+      const maybeH2 = data.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (maybeH2 && data.length < PREFACE.length) {
+        seen = data; // a prefix of the preface: wait for the rest
+        return;
+      }
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(data);
+      socket.setTimeout(0);
+      if (maybeH2) {
+        // No resume: the http2 session reads the buffered bytes itself on the next tick.
+        this.handOver(socket, 'h2c', this.h2);
+      } else {
+        this.handOver(socket, 'http/1.1', this.h1);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  private handOver(socket: net.Socket, protocol: Protocol, server: net.Server | http2.Http2Server): void {
+    this.connections[protocol]++;
+    socket.once('close', () => this.connections[protocol]--);
+    server.emit('connection', socket);
+  }
+
+  /**
+   * Stops accepting, lets open streams finish for up to `graceMs`, then closes what is left.
+   * HTTP/2 sessions get GOAWAY; idle HTTP/1.1 connections close now, busy ones after their response.
+   */
+  async drain(graceMs: number): Promise<{ forced: number }> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) session.close();
+    this.h1.closeIdleConnections();
+    const idleSweep = setInterval(() => this.h1.closeIdleConnections(), 250);
+    const deadline = Date.now() + graceMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    clearInterval(idleSweep);
+    const forced = this.sockets.size;
+    for (const socket of this.sockets) socket.destroy();
+    for (const session of this.sessions) session.destroy();
+    await closed;
+    this.h1.close(() => {});
+    return { forced };
+  }
+
+  /** Immediate close, for tests and fatal errors. */
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    for (const session of this.sessions) session.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Clears http's connection-checking timer; the 'not running' error is expected here.
+    this.h1.close(() => {});
+  }
+}

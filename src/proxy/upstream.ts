@@ -1,0 +1,50 @@
+// One keep-alive connection pool per upstream, on undici, with the upstream's timeouts.
+
+import { Pool } from 'undici';
+import type { UpstreamConfig, UpstreamName } from '../config/types.js';
+
+export class Upstream {
+  readonly pool: Pool;
+  readonly origin: string;
+  /** Path prefix of the upstream URL ('' when it has none), prepended to every request path. */
+  readonly basePath: string;
+  readonly host: string;
+
+  constructor(
+    readonly name: UpstreamName,
+    readonly config: UpstreamConfig,
+  ) {
+    const url = new URL(config.url);
+    this.origin = url.origin;
+    this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
+    this.host = url.host;
+    this.pool = new Pool(this.origin, {
+      connections: config.maxSockets,
+      pipelining: 1,
+      connectTimeout: config.connectTimeoutMs,
+      // veer runs its own first-byte timer; undici's headers timer is only a backstop behind it.
+      headersTimeout: config.ttfbTimeoutMs + 1000,
+      bodyTimeout: config.idleTimeoutMs,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: Math.max(config.keepAliveTimeoutMs, 600_000),
+      // Bodies are relayed as they come; a large upload must not be buffered or rejected on size.
+      maxResponseSize: -1,
+      strictContentLength: true,
+      connect: url.protocol === 'https:' ? { rejectUnauthorized: !config.tlsInsecure } : undefined,
+    });
+  }
+
+  /** Same settings as another config: the pool can be kept across a reload. */
+  sameAs(config: UpstreamConfig): boolean {
+    return JSON.stringify(config) === JSON.stringify(this.config);
+  }
+
+  /** Stops taking requests and closes once in-flight ones are done. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
