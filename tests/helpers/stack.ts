@@ -1,0 +1,144 @@
+// Test fixtures: real mock upstreams and a real veer on 127.0.0.1 port 0, plus small HTTP/1.1 and HTTP/2 clients.
+
+import type http2 from 'node:http2';
+import { Writable } from 'node:stream';
+import { type MockOptions, type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
+import { buildConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+import { createLogger, type Logger } from '../../src/log.js';
+import type { Clock } from '../../src/measure/window.js';
+import { Veer } from '../../src/veer.js';
+
+/** A logger that keeps its lines in memory, so tests can read what veer logged. */
+export function memoryLogger(level = 'info'): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      cb();
+    },
+  });
+  return {
+    logger: createLogger({ level, destination: sink }),
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+export function silentLogger(): Logger {
+  return createLogger({ level: 'silent', sync: true });
+}
+
+/** A raw config document (as in the YAML file) with test-friendly defaults: ports 0, no state files left behind. */
+export function rawConfig(
+  legacyUrl: string,
+  newUrl: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const base: Record<string, unknown> = {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    upstreams: { legacy: { url: legacyUrl }, new: { url: newUrl } },
+    rollout: { id: 'test-rollout', weight: 50 },
+    log: { level: 'silent' },
+  };
+  return deepMerge(base, extra);
+}
+
+export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object' && !Array.isArray(prev)
+        ? deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+export function mustBuild(doc: unknown): Config {
+  const r = buildConfig(doc);
+  if (!r.ok) throw new Error(`test config invalid:\n${r.problems.join('\n')}`);
+  return r.config;
+}
+
+export interface Stack {
+  legacy: MockUpstream;
+  next: MockUpstream;
+  veer: Veer;
+  /** http://127.0.0.1:PORT of the proxy listener. */
+  url: string;
+  adminUrl: string;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  legacy?: MockOptions;
+  next?: MockOptions;
+  /** Merged into the raw config document. */
+  config?: Record<string, unknown>;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+/** Two mock upstreams (legacy, new) and veer in front of them. */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const legacy = await startMockUpstream({ name: 'legacy', ttfb: 1, tokens: 3, tokenIntervalMs: 1, ...options.legacy });
+  const next = await startMockUpstream({ name: 'new', ttfb: 1, tokens: 3, tokenIntervalMs: 1, ...options.next });
+  const config = mustBuild(rawConfig(legacy.url, next.url, options.config));
+  const veer = await Veer.start({ config, logger: options.logger ?? silentLogger(), clock: options.clock });
+  return {
+    legacy,
+    next,
+    veer,
+    url: `http://127.0.0.1:${veer.proxyAddress.port}`,
+    adminUrl: veer.adminAddress ? `http://127.0.0.1:${veer.adminAddress.port}` : '',
+    async close() {
+      await veer.close();
+      await Promise.all([legacy.close(), next.close()]);
+    },
+  };
+}
+
+export interface H2Response {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request over an HTTP/2 (h2c prior knowledge) session. */
+export function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer | string,
+): Promise<H2Response> {
+  return new Promise((resolve, reject) => {
+    const req = session.request(headers, { endStream: body === undefined });
+    const parts: Buffer[] = [];
+    let head: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => {
+      head = h;
+    });
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(parts) }));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+export function waitFor(predicate: () => boolean, timeoutMs = 5000, stepMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (predicate()) return resolve();
+      if (Date.now() > deadline) return reject(new Error(`condition not met within ${timeoutMs} ms`));
+      setTimeout(tick, stepMs);
+    };
+    tick();
+  });
+}
