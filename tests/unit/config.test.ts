@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import schema from '../../config/veer.schema.json' with { type: 'json' };
 import { withReference } from '../../scripts/config-reference.js';
-import { buildConfig, ConfigError, loadConfigFile, type LoadEnv } from '../../src/config/load.js';
+import { buildConfig, ConfigError, type LoadEnv, loadConfigFile } from '../../src/config/load.js';
 
 const base = () => ({
   upstreams: { legacy: { url: 'http://127.0.0.1:9101' }, new: { url: 'http://127.0.0.1:9102' } },
@@ -36,7 +36,12 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['listen.host', '0.0.0.0', '', 'must NOT have fewer than 1 characters'],
   ['listen.port', 8080, 70000, 'must be <= 65535'],
   ['listen.tls', { cert: 'c.pem', key: 'k.pem' }, { cert: 'c.pem' }, 'listen.tls.key: is required'],
-  ['listen.tls', { cert: 'c.pem', key: 'k.pem' }, { cert: 'missing.crt', key: 'k.pem' }, 'listen.tls.cert: cannot read missing.crt'],
+  [
+    'listen.tls',
+    { cert: 'c.pem', key: 'k.pem' },
+    { cert: 'missing.crt', key: 'k.pem' },
+    'listen.tls.cert: cannot read missing.crt',
+  ],
   ['listen.tls', { cert: 'c.pem', key: 'k.pem' }, { cert: 'c.pem', key: 42 }, 'listen.tls.key: must be string'],
   ['listen.max_header_size', 32768, 10, 'must be >= 1024'],
   ['listen.headers_timeout', '5s', '5 parsecs', 'must be a duration'],
@@ -59,7 +64,12 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['rollout.steps', [1, 5, 25, 50, 100], [5, 1], 'must be greater than the step before it'],
   ['rollout.step_min_duration', '10m', 'forever', 'must be a duration'],
   ['rollout.auto_promote', false, 'no', 'must be boolean'],
-  ['routing.keys', [{ header: 'x-user-id' }, { cookie: 'sid' }, { query: 'u' }, { client_address: true }], [{ header: 'a', cookie: 'b' }], 'exactly one source'],
+  [
+    'routing.keys',
+    [{ header: 'x-user-id' }, { cookie: 'sid' }, { query: 'u' }, { client_address: true }],
+    [{ header: 'a', cookie: 'b' }],
+    'exactly one source',
+  ],
   ['routing.overrides.new', ['alice', 'bob'], ['alice', 'alice'], 'duplicate items'],
   ['routing.overrides.legacy', ['vip'], [''], 'must NOT have fewer than 1 characters'],
   ['routing.force_header', { enabled: true, name: 'x-force' }, { enabled: true, name: 'bad header' }, 'must match'],
@@ -73,11 +83,24 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['slo.on_breach', 'step_down', 'panic', 'must be one of'],
   ['slo.cooldown', '1m', 'a while', 'must be a duration'],
   ['slo.flap', { max_flips: 2, period: '5m' }, { max_flips: 0 }, 'must be >= 1'],
-  ['slo.rules', ['ttfb_p95 <= 550ms', { rule: 'error_rate <= 1%', min_samples: 200, name: 'errors' }], ['ttfb_p95 <= fast'], 'the threshold must be a duration'],
+  [
+    'slo.rules',
+    ['ttfb_p95 <= 550ms', { rule: 'error_rate <= 1%', min_samples: 200, name: 'errors' }],
+    ['ttfb_p95 <= fast'],
+    'the threshold must be a duration',
+  ],
   ['admin.enabled', false, 'no', 'must be boolean'],
   ['admin.host', '127.0.0.2', '', 'must NOT have fewer than 1 characters'],
   ['admin.port', 9000, 'eighty', 'must be integer'],
-  ['admin.tokens', [{ name: 'alice', env: 'VEER_TOKEN' }, { name: 'ops', file: '/tokens/ops', role: 'read' }], [{ name: 'bob', env: 'MISSING_TOKEN' }], 'environment variable MISSING_TOKEN is not set'],
+  [
+    'admin.tokens',
+    [
+      { name: 'alice', env: 'VEER_TOKEN' },
+      { name: 'ops', file: '/tokens/ops', role: 'read' },
+    ],
+    [{ name: 'bob', env: 'MISSING_TOKEN' }],
+    'environment variable MISSING_TOKEN is not set',
+  ],
   ['admin.read_requires_token', true, 'yes', 'must be boolean'],
   ['admin.max_body_bytes', 4096, 10, 'must be >= 256'],
   ['state.path', '/var/lib/veer/state.json', '', 'must NOT have fewer than 1 characters'],
@@ -145,7 +168,11 @@ describe('config validation', () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.problems).toEqual(
-      expect.arrayContaining(['listen.port: must be >= 0', 'upstreams.new.bogus: unknown field', 'rollout.weight: must be <= 100']),
+      expect.arrayContaining([
+        'listen.port: must be >= 0',
+        'upstreams.new.bogus: unknown field',
+        'rollout.weight: must be <= 100',
+      ]),
     );
     expect(r.problems).toHaveLength(3);
   });
@@ -157,8 +184,14 @@ describe('config validation', () => {
 
   it('refuses a non-loopback admin listener without an operator token', () => {
     const r = buildConfig(set(base(), 'admin.host', '0.0.0.0'), undefined, io);
-    expect(r.ok ? [] : r.problems).toEqual(['admin.tokens: an operator token is required when admin.host is not a loopback address']);
-    const withToken = buildConfig(set(set(base(), 'admin.host', '0.0.0.0'), 'admin.tokens', [{ name: 'a', env: 'VEER_TOKEN' }]), undefined, io);
+    expect(r.ok ? [] : r.problems).toEqual([
+      'admin.tokens: an operator token is required when admin.host is not a loopback address',
+    ]);
+    const withToken = buildConfig(
+      set(set(base(), 'admin.host', '0.0.0.0'), 'admin.tokens', [{ name: 'a', env: 'VEER_TOKEN' }]),
+      undefined,
+      io,
+    );
     expect(withToken.ok).toBe(true);
   });
 
@@ -171,21 +204,44 @@ describe('config validation', () => {
     const r = buildConfig(base());
     if (!r.ok) throw new Error(r.problems.join());
     const c = r.config;
-    expect(c.listen).toMatchObject({ host: '127.0.0.1', port: 8080, maxHeaderSize: 16384, headersTimeoutMs: 10_000, maxConcurrentStreams: 256 });
-    expect(c.upstreams.new).toMatchObject({ connectTimeoutMs: 2000, ttfbTimeoutMs: 30_000, idleTimeoutMs: 60_000, maxSockets: 1024 });
+    expect(c.listen).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      maxHeaderSize: 16384,
+      headersTimeoutMs: 10_000,
+      maxConcurrentStreams: 256,
+    });
+    expect(c.upstreams.new).toMatchObject({
+      connectTimeoutMs: 2000,
+      ttfbTimeoutMs: 30_000,
+      idleTimeoutMs: 60_000,
+      maxSockets: 1024,
+    });
     expect(c.rollout).toMatchObject({ id: 'r1', salt: 'r1', weightBp: 0, stepsBp: [], autoPromote: true });
     expect(c.routing.keys).toEqual([
       { kind: 'header', name: 'x-user-id' },
       { kind: 'header', name: 'x-session-id' },
     ]);
     expect(c.routing).toMatchObject({ responseHeader: true, fallbackOnConnectError: true, forceHeader: undefined });
-    expect(c.slo).toMatchObject({ windowMs: 60_000, slices: 6, intervalMs: 5000, minSamples: 100, onBreach: 'rollback', rules: [] });
+    expect(c.slo).toMatchObject({
+      windowMs: 60_000,
+      slices: 6,
+      intervalMs: 5000,
+      minSamples: 100,
+      onBreach: 'rollback',
+      rules: [],
+    });
     expect(c.admin).toMatchObject({ enabled: true, host: '127.0.0.1', port: 8081, maxBodyBytes: 65_536 });
     expect(c.drain.gracePeriodMs).toBe(20_000);
   });
 
   it('turns weights into basis points and parses SLO rules', () => {
-    const doc = set(set(base(), 'rollout.weight', 12.34), 'slo.rules', ['ttfb_p95 <= 550ms', 'error_rate <= 1%', 'ttfb_p99 <= 1.5 x legacy', 'error_rate <= legacy + 0.5%']);
+    const doc = set(set(base(), 'rollout.weight', 12.34), 'slo.rules', [
+      'ttfb_p95 <= 550ms',
+      'error_rate <= 1%',
+      'ttfb_p99 <= 1.5 x legacy',
+      'error_rate <= legacy + 0.5%',
+    ]);
     const r = buildConfig(doc);
     if (!r.ok) throw new Error(r.problems.join());
     expect(r.config.rollout.weightBp).toBe(1234);
@@ -204,7 +260,10 @@ describe('config files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'veer-config-'));
 
   it('loads YAML and JSON files alike', async () => {
-    writeFileSync(join(dir, 'a.yaml'), 'upstreams:\n  legacy: {url: "http://a"}\n  new: {url: "http://b"}\nrollout: {id: r, weight: 5}\n');
+    writeFileSync(
+      join(dir, 'a.yaml'),
+      'upstreams:\n  legacy: {url: "http://a"}\n  new: {url: "http://b"}\nrollout: {id: r, weight: 5}\n',
+    );
     writeFileSync(join(dir, 'a.json'), JSON.stringify({ ...base(), rollout: { id: 'r', weight: 5 } }));
     expect((await loadConfigFile(join(dir, 'a.yaml'))).rollout.weightBp).toBe(500);
     expect((await loadConfigFile(join(dir, 'a.json'))).rollout.weightBp).toBe(500);
@@ -223,7 +282,7 @@ describe('config files', () => {
     expect(c.slo.rules.map((r) => r.text)).toEqual(expect.arrayContaining(['ttfb_p95 <= 550ms', 'error_rate <= 1%']));
   });
 
-  it('keeps README.md\'s config reference in step with the schema (npm run docs:config)', () => {
+  it("keeps README.md's config reference in step with the schema (npm run docs:config)", () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     expect(withReference(readme)).toBe(readme);
   });

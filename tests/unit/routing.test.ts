@@ -81,12 +81,21 @@ describe('bucketing', () => {
 
   it('buckets by murmur3_32(salt:key) mod 10000', () => {
     expect(bucketOf('s', 'user-1')).toBe(murmur3('s:user-1') % BUCKETS);
-    expect(decide(table(100), 'user-1', undefined)).toEqual({ upstream: 'new', reason: 'bucket', bucket: bucketOf('salt-1', 'user-1') });
+    expect(decide(table(100), 'user-1', undefined)).toEqual({
+      upstream: 'new',
+      reason: 'bucket',
+      bucket: bucketOf('salt-1', 'user-1'),
+    });
     expect(decide(table(0), 'user-1', undefined).upstream).toBe('legacy');
   });
 
   it('honours overrides before the hash, and the kill flag before everything', () => {
-    const t = table(0, { overrides: new Map([['tester', 'new'], ['vip', 'legacy']]) as never });
+    const t = table(0, {
+      overrides: new Map([
+        ['tester', 'new'],
+        ['vip', 'legacy'],
+      ]) as never,
+    });
     expect(decide(t, 'tester', undefined)).toEqual({ upstream: 'new', reason: 'override', bucket: -1 });
     const full = table(100, { overrides: new Map([['vip', 'legacy']]) as never });
     expect(decide(full, 'vip', undefined).upstream).toBe('legacy');
