@@ -42,6 +42,7 @@ const CONNECT_ERROR_CODES = new Set([
 
 const kTimeout = new Error('time to first byte exceeded');
 const kClientGone = new Error('client went away');
+const kUpstreamFailed = new Error('upstream failed mid-stream');
 
 function onFirstByteTimeout(exchange: Exchange): void {
   exchange.firstByteTimedOut();
@@ -226,8 +227,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   /** Answers with veer's own JSON error, or cuts the stream when the upstream's headers already went out. */
   private fail(outcome: Outcome, code: ProxyErrorCode, message: string): void {
     if (this.responded) {
+      // destroy(err), not close(code): close() ends the writable side first, so the client would see
+      // END_STREAM — a clean end — before the RST_STREAM. destroy(err) sends RST_STREAM(INTERNAL_ERROR).
       if (this.res) this.res.destroy();
-      else this.stream!.close(h2.NGHTTP2_INTERNAL_ERROR);
+      else this.stream!.destroy(kUpstreamFailed);
     } else {
       const status = ERROR_STATUS[code];
       this.status = status;

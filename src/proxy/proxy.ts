@@ -26,6 +26,8 @@ const REQUEST_HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+function ignoreStreamError(): void {}
+
 type OutHeaders = Record<string, string | string[] | undefined>;
 
 function upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
@@ -126,6 +128,9 @@ export class ProxyHandler {
   };
 
   handleHttp2 = (stream: ServerHttp2Stream, reqHeaders: IncomingHttpHeaders): void => {
+    // A stream reset with an error code (by the client, or by veer cutting a failed upstream) emits
+    // 'error'; unhandled, that would take the process down. The Exchange learns of it from 'close'.
+    stream.on('error', ignoreStreamError);
     const path = reqHeaders[':path'] ?? '';
     const method = reqHeaders[':method'] ?? 'GET';
     if (method === 'CONNECT' || path.charCodeAt(0) !== 47) {

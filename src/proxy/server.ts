@@ -139,8 +139,8 @@ export class FrontListener {
           return;
         }
         socket.setTimeout(0);
+        // No resume: TLSSocket, like http2, re-reads the buffered bytes itself on the next tick.
         this.tls.emit('connection', socket);
-        socket.resume();
         return;
       }
       const n = Math.min(data.length, PREFACE.length);

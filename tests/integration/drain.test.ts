@@ -1,0 +1,58 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
+import { spawnVeer, type VeerProcess } from '../helpers/process.js';
+
+describe('graceful drain on SIGTERM', () => {
+  let mock: MockUpstream;
+  let veer: VeerProcess;
+  const dir = mkdtempSync(join(tmpdir(), 'veer-drain-'));
+
+  beforeAll(async () => {
+    mock = await startMockUpstream({ name: 'both', ttfb: 5, tokens: 8, tokenIntervalMs: 150 });
+    const config = {
+      listen: { port: 0 },
+      admin: { port: 0 },
+      upstreams: { legacy: { url: mock.url }, new: { url: mock.url } },
+      rollout: { id: 'drain' },
+      state: { path: join(dir, 'state.json'), audit_path: join(dir, 'audit.jsonl') },
+      drain: { grace_period: '10s' },
+    };
+    writeFileSync(join(dir, 'veer.json'), JSON.stringify(config));
+    veer = spawnVeer(['run', '--config', join(dir, 'veer.json')]);
+    await veer.waitForLine((l) => l.msg === 'veer started');
+  });
+  afterAll(async () => {
+    await veer.stop();
+    await mock.close();
+  });
+
+  it('lets a stream in flight finish, refuses new connections, and exits 0', async () => {
+    const port = veer.proxyPort();
+    const events: string[] = [];
+    const stream = new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions' });
+      req.on('response', (res) => {
+        res.on('data', (d: Buffer) => {
+          events.push(...String(d).split('\n\n').filter(Boolean));
+          if (events.length === 1) veer.child.kill('SIGTERM');
+        });
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ stream: true }));
+    });
+    await veer.waitForLine((l) => l.msg === 'draining');
+    await expect(request(`http://127.0.0.1:${port}/v1/models`)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(await stream).toBe(200);
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(events).toHaveLength(10);
+    expect(await veer.exited).toEqual({ code: 0, signal: null });
+    expect(veer.lines.some((l) => l.msg === 'veer stopped' && l.forced === 0)).toBe(true);
+  });
+});
