@@ -56,8 +56,15 @@ export class FrontListener {
     this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
       if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-        const body = JSON.stringify({ error: { code: 'bad_request', message: err.code ?? 'malformed request' } });
-        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+        const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+        const body = JSON.stringify({
+          error: { code: timedOut ? 'request_timeout' : 'bad_request', message: err.code ?? 'malformed request' },
+        });
+        const status = timedOut
+          ? '408 Request Timeout'
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? '431 Request Header Fields Too Large'
+            : '400 Bad Request';
         socket.end(
           `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
         );
