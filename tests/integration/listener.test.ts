@@ -38,11 +38,14 @@ describe('front listener hardening', () => {
   it('closes an HTTP/1.1 client that sends its headers too slowly', async () => {
     const socket = net.connect(port, '127.0.0.1');
     const closed = closedWithin(socket);
+    let answer = '';
+    socket.on('data', (d) => (answer += d));
     socket.write('GET / HTTP/1.1\r\n');
     const drip = setInterval(() => socket.writable && socket.write('x-slow: 1\r\n'), 100);
     const ms = await closed;
     clearInterval(drip);
     expect(ms).toBeLessThan(3000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
   });
 
   it('waits for the rest of a split HTTP/2 preface', async () => {
