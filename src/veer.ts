@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import { type AdminRoute, AdminServer, sendJson } from './admin/server.js';
 import type { Config, UpstreamName } from './config/types.js';
+import { Controller } from './guard/controller.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
 import { Recorder } from './measure/recorder.js';
 import type { Clock } from './measure/window.js';
@@ -11,6 +12,8 @@ import { ProxyHandler } from './proxy/proxy.js';
 import { FrontListener } from './proxy/server.js';
 import { Upstream } from './proxy/upstream.js';
 import { makeTable, type RoutingTable } from './routing/table.js';
+import { AuditLog } from './state/audit.js';
+import { StateStore } from './state/store.js';
 
 export interface VeerOptions {
   config: Config;
@@ -45,6 +48,10 @@ export class Veer {
   readonly front: FrontListener;
   readonly admin: AdminServer | undefined;
   readonly clock: Clock;
+  /** The only writer of routing state (SLO guard and operator commands). */
+  readonly controller: Controller;
+  readonly store: StateStore;
+  readonly audit: AuditLog;
   proxyAddress!: AddressInfo;
   adminAddress: AddressInfo | undefined;
   private upstreams: Record<UpstreamName, Upstream>;
@@ -77,6 +84,21 @@ export class Veer {
       logger: this.logger,
     });
     this.metrics.live.weightRatio = () => this.proxy.table.weightBp / 10_000;
+    this.store = new StateStore(config.state.path);
+    this.audit = new AuditLog(config.state.auditPath);
+    // Throws StateFileError on an unreadable state file: start-up must stop rather than forget a kill.
+    this.controller = Controller.open({
+      config,
+      store: this.store,
+      audit: this.audit,
+      metrics: this.metrics,
+      logger: this.logger,
+      clock: this.clock,
+      windows: () => ({ legacy: this.recorder.windows.legacy.snapshot(), new: this.recorder.windows.new.snapshot() }),
+      swap: (table) => {
+        this.proxy.table = table;
+      },
+    });
     this.front = new FrontListener({
       listen: config.listen,
       onHttp1: this.proxy.handleHttp1,
@@ -100,6 +122,7 @@ export class Veer {
     try {
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
+      veer.controller.start();
     } catch (err) {
       await veer.close();
       throw err;
@@ -123,11 +146,6 @@ export class Veer {
     return this.proxy.table;
   }
 
-  /** The one way a routing snapshot reaches the request path. */
-  swapTable(table: RoutingTable): void {
-    this.proxy.table = table;
-  }
-
   private baseRoutes(): AdminRoute[] {
     return [
       {
@@ -144,8 +162,19 @@ export class Veer {
         method: 'GET',
         path: '/readyz',
         handler: (_req, res) => {
-          const ready = !this.stopping && this.front.listening;
-          sendJson(res, ready ? 200 : 503, JSON.stringify({ ready, draining: this.stopping }));
+          const stateWritable = this.store.writable() && this.controller.persisted;
+          const ready = !this.stopping && this.front.listening && stateWritable;
+          sendJson(
+            res,
+            ready ? 200 : 503,
+            JSON.stringify({
+              ready,
+              draining: this.stopping,
+              listening: this.front.listening,
+              state_writable: stateWritable,
+              rollout: this.controller.snapshot.rollout_id,
+            }),
+          );
         },
       },
     ];
@@ -154,6 +183,7 @@ export class Veer {
   /** SIGTERM: stop accepting, let streams finish within the grace period, then close everything. */
   async shutdown(graceMs = this.config.drain.gracePeriodMs): Promise<{ forced: number }> {
     this.stopping = true;
+    this.controller.stop();
     this.proxy.ctx.draining = true;
     this.logger.info({ grace_ms: graceMs }, 'draining');
     const result = await this.front.drain(graceMs);
@@ -167,6 +197,7 @@ export class Veer {
   /** Immediate teardown (tests, failed start-up). */
   async close(): Promise<void> {
     this.stopping = true;
+    this.controller?.stop();
     await this.front.close().catch(() => {});
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin?.listening) await this.admin.close();

@@ -1,6 +1,9 @@
 // Test fixtures: real mock upstreams and a real veer on 127.0.0.1 port 0, plus small HTTP/1.1 and HTTP/2 clients.
 
+import { mkdtempSync } from 'node:fs';
 import type http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type MockOptions, type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { buildConfig } from '../../src/config/load.js';
@@ -33,6 +36,12 @@ export function silentLogger(): Logger {
   return createLogger({ level: 'silent', sync: true });
 }
 
+/** A fresh temp directory's state and audit paths, so no test sees another's rollout state. */
+export function stateFiles(): { path: string; audit_path: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'veer-state-'));
+  return { path: join(dir, 'state.json'), audit_path: join(dir, 'audit.jsonl') };
+}
+
 /** A raw config document (as in the YAML file) with test-friendly defaults: ports 0, no state files left behind. */
 export function rawConfig(
   legacyUrl: string,
@@ -45,6 +54,7 @@ export function rawConfig(
     upstreams: { legacy: { url: legacyUrl }, new: { url: newUrl } },
     rollout: { id: 'test-rollout', weight: 50 },
     log: { level: 'silent' },
+    state: stateFiles(),
   };
   return deepMerge(base, extra);
 }
