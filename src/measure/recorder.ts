@@ -40,6 +40,8 @@ export interface RecorderOptions {
 export class Recorder {
   readonly windows: Record<UpstreamName, SlidingWindow>;
   readonly inflight: Record<UpstreamName, number> = { legacy: 0, new: 0 };
+  /** Streams finished per upstream since start (monotonic; the dashboard derives req/s from it). */
+  readonly finishedTotal: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   private readonly metrics: Metrics;
   private readonly logger: Logger;
   private readonly ttfbHistograms;
@@ -84,6 +86,7 @@ export class Recorder {
    */
   finished(r: StreamRecord): void {
     this.inflight[r.upstream]--;
+    this.finishedTotal[r.upstream]++;
     const answered = r.outcome === 'ok' || r.outcome === 'reset' || r.outcome === 'client_abort';
     const firstByteAt = r.firstByteAt > 0 ? r.firstByteAt : r.outcome === 'ok' ? r.headersAt : 0;
     const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
