@@ -1,7 +1,13 @@
 // The running veer: builds the proxy, measurement, metrics and admin listener from a Config and tears them down.
 
+import { type FSWatcher, watch } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
+import { TokenAuth } from './admin/auth.js';
+import { apiRoutes, type ReloadOutcome } from './admin/routes.js';
 import { type AdminRoute, AdminServer, sendJson } from './admin/server.js';
+import { changedFields, needsRestart } from './config/diff.js';
+import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config, UpstreamName } from './config/types.js';
 import { Controller } from './guard/controller.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
@@ -56,6 +62,10 @@ export class Veer {
   adminAddress: AddressInfo | undefined;
   private upstreams: Record<UpstreamName, Upstream>;
   private stopping = false;
+  private auth: TokenAuth;
+  private watcher: FSWatcher | undefined;
+  /** Reloads run one at a time: a SIGHUP during an API reload waits for it. */
+  private reloading: Promise<unknown> = Promise.resolve();
 
   private constructor(options: VeerOptions) {
     const config = options.config;
@@ -84,6 +94,7 @@ export class Veer {
       logger: this.logger,
     });
     this.metrics.live.weightRatio = () => this.proxy.table.weightBp / 10_000;
+    this.auth = new TokenAuth(config.admin.tokens);
     this.store = new StateStore(config.state.path);
     this.audit = new AuditLog(config.state.auditPath);
     // Throws StateFileError on an unreadable state file: start-up must stop rather than forget a kill.
@@ -110,7 +121,7 @@ export class Veer {
       ? new AdminServer({
           host: config.admin.host,
           port: config.admin.port,
-          routes: this.baseRoutes(),
+          routes: [...this.baseRoutes(), ...this.apiRoutes()],
           metrics: this.metrics,
           logger: this.logger,
         })
@@ -123,6 +134,7 @@ export class Veer {
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
       veer.controller.start();
+      if (options.config.reload.watch) veer.watchConfig();
     } catch (err) {
       await veer.close();
       throw err;
@@ -144,6 +156,95 @@ export class Veer {
 
   get table(): RoutingTable {
     return this.proxy.table;
+  }
+
+  private apiRoutes(): AdminRoute[] {
+    return apiRoutes({
+      controller: this.controller,
+      recorder: this.recorder,
+      audit: this.audit,
+      config: () => this.config,
+      auth: () => this.auth,
+      clock: this.clock,
+      reload: (actor) => this.reload(actor),
+    });
+  }
+
+  /**
+   * Re-reads the config file. Invalid: throws ConfigError and nothing changes. Valid: upstream pools whose
+   * settings changed are replaced (streams in flight finish on the old pool, which then closes), routing,
+   * tokens, log settings and the SLO policy apply at once; listener, state and window-size changes are
+   * reported as needing a restart and keep their running values.
+   */
+  reload(actor = 'config'): Promise<ReloadOutcome> {
+    const run = this.reloading.then(() => this.reloadNow(actor));
+    this.reloading = run.catch(() => {});
+    return run;
+  }
+
+  private async reloadNow(actor: string): Promise<ReloadOutcome> {
+    const path = this.config.sourcePath;
+    if (!path) throw new ConfigError(['(file): this veer was not started from a config file; nothing to reload']);
+    let loaded: Config;
+    try {
+      loaded = await loadConfigFile(path);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        this.metrics.configReloads.inc({ result: 'invalid' });
+        this.logger.error(
+          { actor, path, problems: err.problems },
+          'config reload refused: the running config keeps serving',
+        );
+      }
+      throw err;
+    }
+    const old = this.config;
+    const changed = changedFields(old, loaded);
+    const restartRequired = changed.filter(needsRestart);
+    // Keep what cannot change while running, so the config we report is the one in effect.
+    const next: Config = {
+      ...loaded,
+      listen: old.listen,
+      state: old.state,
+      drain: old.drain,
+      fleet: old.fleet,
+      admin: { ...loaded.admin, enabled: old.admin.enabled, host: old.admin.host, port: old.admin.port },
+      slo: { ...loaded.slo, windowMs: old.slo.windowMs, slices: old.slo.slices },
+    };
+    for (const name of ['legacy', 'new'] as const) {
+      const current = this.upstreams[name];
+      if (!current.sameAs(next.upstreams[name])) {
+        this.upstreams[name] = new Upstream(name, next.upstreams[name]);
+        // close() lets requests already on the old pool finish, then ends its sockets.
+        current.close().catch(() => {});
+      }
+    }
+    this.proxy.ctx.upstreams = { ...this.upstreams };
+    this.proxy.applyRouting(next.routing);
+    this.recorder.accessLog = next.log.access;
+    this.logger.level = next.log.level;
+    this.auth = new TokenAuth(next.admin.tokens);
+    this.config = next;
+    this.controller.reconfigure(next, changed, actor);
+    this.metrics.configReloads.inc({ result: 'ok' });
+    this.logger.info({ actor, path, changed, restart_required: restartRequired }, 'config reloaded');
+    return { rolloutId: next.rollout.id, changed, restartRequired };
+  }
+
+  /** reload.watch: re-read the file when it changes (editors replace files, so watch the directory). */
+  private watchConfig(): void {
+    const path = this.config.sourcePath;
+    if (!path) return;
+    let timer: NodeJS.Timeout | undefined;
+    this.watcher = watch(dirname(path), (_event, file) => {
+      if (file !== null && file !== basename(path)) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.reload('config:watch').catch(() => {});
+      }, 250);
+      timer.unref();
+    });
+    this.watcher.unref();
   }
 
   private baseRoutes(): AdminRoute[] {
@@ -184,6 +285,7 @@ export class Veer {
   async shutdown(graceMs = this.config.drain.gracePeriodMs): Promise<{ forced: number }> {
     this.stopping = true;
     this.controller.stop();
+    this.watcher?.close();
     this.proxy.ctx.draining = true;
     this.logger.info({ grace_ms: graceMs }, 'draining');
     const result = await this.front.drain(graceMs);
@@ -198,6 +300,7 @@ export class Veer {
   async close(): Promise<void> {
     this.stopping = true;
     this.controller?.stop();
+    this.watcher?.close();
     await this.front.close().catch(() => {});
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin?.listening) await this.admin.close();

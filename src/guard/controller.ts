@@ -14,6 +14,7 @@ import {
   guardActive,
   nextStepBp,
   type RuleResult,
+  ruleJson,
   type Verdict,
   type WindowView,
 } from './evaluate.js';
@@ -337,7 +338,7 @@ export class Controller {
   }
 
   setWeight(actor: string, weightBp: number, reason: string): void {
-    this.refuseWhen(['killed', 'latched'], 'weight');
+    this.refuseWhen(['killed', 'latched'], 'set the weight');
     const cur = this.s;
     this.change({ actor, action: 'weight', reason, cause: 'operator', safe: weightBp <= cur.weight_bp }, (c) => ({
       ...c,
@@ -421,7 +422,7 @@ export class Controller {
    * A reloaded config: a new rollout id starts a new rollout; otherwise policy, salt, config overrides
    * and the force header apply to the next table and the evaluation timer restarts on the new interval.
    */
-  reconfigure(config: Config, changed: string[]): void {
+  reconfigure(config: Config, changed: string[], actor = 'config'): void {
     const old = this.config;
     this.config = config;
     if (config.rollout.id !== old.rollout.id) {
@@ -429,7 +430,7 @@ export class Controller {
       this.memory = FRESH_MEMORY;
       this.change(
         {
-          actor: 'config',
+          actor,
           action: 'new_rollout',
           reason: `config reload: new rollout id ${config.rollout.id} (was ${old.rollout.id}): starting afresh`,
           cause: 'config',
@@ -561,7 +562,7 @@ export class Controller {
       rollout_id: this.s.rollout_id,
       before,
       after,
-      ...(spec.rules ? { rules: spec.rules } : {}),
+      ...(spec.rules ? { rules: spec.rules.map(ruleJson) } : {}),
       ...(detail ? { detail } : {}),
     });
     const level =

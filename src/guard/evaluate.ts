@@ -185,3 +185,18 @@ export function evaluate(
   if (cooling) return done({ kind: 'none', why: 'gate open during cooldown' });
   return done({ kind: 'promote', toBp: gate.nextBp });
 }
+
+/** A rule result as the admin API and the audit log show it (snake_case). */
+export function ruleJson(r: RuleResult) {
+  return {
+    name: r.name,
+    text: r.text,
+    status: r.status,
+    value: r.value,
+    threshold: r.threshold,
+    legacy: r.legacy,
+    unit: r.unit,
+    samples: r.samples,
+    min_samples: r.minSamples,
+  };
+}

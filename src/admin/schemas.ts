@@ -1,0 +1,178 @@
+// Response schemas of the admin API, compiled once into fast-json-stringify serializers.
+
+import fastJson, { type Schema } from 'fast-json-stringify';
+
+const nullableNumber: Schema = { type: 'number', nullable: true };
+const nullableString: Schema = { type: 'string', nullable: true };
+
+const change: Schema = {
+  type: 'object',
+  nullable: true,
+  properties: {
+    time: { type: 'string' },
+    actor: { type: 'string' },
+    action: { type: 'string' },
+    reason: { type: 'string' },
+  },
+  required: ['time', 'actor', 'action', 'reason'],
+};
+
+export const rolloutSchema: Schema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string' },
+    weight_percent: { type: 'number' },
+    step: { type: 'integer', nullable: true },
+    steps: { type: 'array', items: { type: 'number' } },
+    kill_reason: nullableString,
+    latched: { type: 'boolean' },
+    gate: {
+      type: 'object',
+      nullable: true,
+      properties: {
+        next_percent: { type: 'number' },
+        waiting_for_approval: { type: 'boolean' },
+        eligible_at: nullableString,
+      },
+      required: ['next_percent', 'waiting_for_approval', 'eligible_at'],
+    },
+    last_change: change,
+    version: { type: 'integer' },
+  },
+  required: [
+    'id',
+    'state',
+    'weight_percent',
+    'step',
+    'steps',
+    'kill_reason',
+    'latched',
+    'gate',
+    'last_change',
+    'version',
+  ],
+};
+
+const upstream: Schema = {
+  type: 'object',
+  properties: {
+    url: { type: 'string' },
+    ttfb_p50_ms: nullableNumber,
+    ttfb_p95_ms: nullableNumber,
+    ttfb_p99_ms: nullableNumber,
+    error_rate: nullableNumber,
+    samples: { type: 'integer' },
+    requests: { type: 'integer' },
+    errors: { type: 'integer' },
+    inflight: { type: 'integer' },
+    requests_total: { type: 'integer' },
+  },
+};
+
+const rule: Schema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    text: { type: 'string' },
+    status: { type: 'string' },
+    value: nullableNumber,
+    threshold: nullableNumber,
+    legacy: nullableNumber,
+    unit: { type: 'string' },
+    samples: { type: 'integer' },
+    min_samples: { type: 'integer' },
+  },
+};
+
+const overrides: Schema = {
+  type: 'object',
+  properties: {
+    new: { type: 'array', items: { type: 'string' } },
+    legacy: { type: 'array', items: { type: 'string' } },
+  },
+  required: ['new', 'legacy'],
+};
+
+export const serializeStatus = fastJson({
+  type: 'object',
+  properties: {
+    rollout: rolloutSchema,
+    upstreams: { type: 'object', properties: { legacy: upstream, new: upstream } },
+    slo: {
+      type: 'object',
+      properties: {
+        on_breach: { type: 'string' },
+        interval_ms: { type: 'number' },
+        window_ms: { type: 'number' },
+        evaluated_at: nullableString,
+        rules: { type: 'array', items: rule },
+      },
+    },
+    overrides,
+    time: { type: 'string' },
+  },
+});
+
+export const serializeRollout = fastJson({ type: 'object', properties: { rollout: rolloutSchema } });
+
+export const serializeOverrides = fastJson(overrides);
+
+const summary: Schema = {
+  type: 'object',
+  nullable: true,
+  properties: {
+    rollout_id: { type: 'string' },
+    state: { type: 'string' },
+    weight_percent: { type: 'number' },
+    latched: { type: 'boolean' },
+    kill_reason: nullableString,
+  },
+};
+
+export const serializeAudit = fastJson({
+  type: 'object',
+  properties: {
+    entries: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          time: { type: 'string' },
+          actor: { type: 'string' },
+          action: { type: 'string' },
+          reason: { type: 'string' },
+          rollout_id: { type: 'string' },
+          before: summary,
+          after: summary,
+          rules: { type: 'array', items: rule },
+          detail: { type: 'object', additionalProperties: true },
+        },
+      },
+    },
+  },
+});
+
+export const serializeReload = fastJson({
+  type: 'object',
+  properties: {
+    reloaded: { type: 'boolean' },
+    rollout_id: { type: 'string' },
+    changed: { type: 'array', items: { type: 'string' } },
+    restart_required: { type: 'array', items: { type: 'string' } },
+  },
+});
+
+export const serializeError = fastJson({
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        problems: { type: 'array', items: { type: 'string' } },
+      },
+    },
+  },
+});
