@@ -1,5 +1,6 @@
 // `veer demo` (npm start): two bundled mock upstreams, veer on the given config, and a little traffic to show the split.
 
+import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { startMockUpstream } from '../../bench/mock-upstream.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
@@ -34,6 +35,12 @@ export async function runDemo(configPath: string): Promise<number> {
     tokens: 20,
     tokenIntervalMs: 15,
   });
+  // The demo needs an operator token so a newcomer can try `veer kill`; a real config names its own.
+  let demoToken: string | undefined;
+  if (config.admin.tokens.length === 0) {
+    demoToken = process.env.VEER_ADMIN_TOKEN || `demo-${randomBytes(12).toString('hex')}`;
+    config.admin.tokens = [{ name: 'demo', role: 'operator', secret: demoToken }];
+  }
   const logger = createLogger({ level: process.env.VEER_LOG_LEVEL ?? 'warn' });
   const veer = await Veer.start({ config, logger });
   const proxy = `http://127.0.0.1:${veer.proxyAddress.port}`;
@@ -42,6 +49,9 @@ export async function runDemo(configPath: string): Promise<number> {
     `veer demo: proxy ${proxy}  admin ${admin ?? '(off)'}\n` +
       `  legacy mock ${legacy.url}, new mock ${next.url}, rollout "${config.rollout.id}" at ${veer.table.weightBp / 100}% on new\n` +
       `  try: curl -N -H 'x-user-id: alice' -d '{"stream":true}' ${proxy}/v1/chat/completions\n` +
+      (demoToken
+        ? `  operate it from another terminal: export VEER_ADMIN_TOKEN=${demoToken}; npm run veer -- status\n`
+        : '') +
       `  sending demo traffic from 200 simulated users; Ctrl-C to stop\n\n`,
   );
 
@@ -76,7 +86,7 @@ export async function runDemo(configPath: string): Promise<number> {
     };
     process.stdout.write(
       `requests legacy ${String(tally.legacy).padStart(6)}  new ${String(tally.new).padStart(6)}  ` +
-        `share on new ${share.padStart(5)}% (weight ${veer.table.weightBp / 100}%)  ` +
+        `share on new ${share.padStart(5)}% (weight ${veer.table.weightBp / 100}%, ${veer.table.state})  ` +
         `TTFB p95 legacy ${p95(s.legacy)} new ${p95(s.new)}${tally.other ? `  errors ${tally.other}` : ''}\n`,
     );
   }, 2000);

@@ -48,7 +48,12 @@ export async function runProxy(configPath: string): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Reserved for config reload; without a handler SIGHUP would kill the process.
-  process.on('SIGHUP', () => logger.warn('SIGHUP received: config reload is not available in this build'));
+  // SIGHUP re-reads the config file; an invalid file is logged and the running config keeps serving.
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'config reload requested');
+    veer.reload('config:sighup').catch((err: Error) => {
+      if (!(err instanceof ConfigError)) logger.error({ err: err.message }, 'config reload failed');
+    });
+  });
   return -1;
 }
