@@ -323,7 +323,7 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
       method: 'POST',
       path: '/api/reload',
       handler: wrap('operate', 'reload', async (req, res, _url, who) => {
-        await objectBody(req, maxBody(), ['reason']);
+        reasonOf(await objectBody(req, maxBody(), ['reason']), false);
         try {
           const r = await ctx.reload(actorOf(who));
           sendJson(
