@@ -434,7 +434,7 @@ export class Controller {
           action: 'new_rollout',
           reason: `config reload: new rollout id ${config.rollout.id} (was ${old.rollout.id}): starting afresh`,
           cause: 'config',
-          safe: false,
+          safe: true,
         },
         (c) => ({ ...freshState(config, now), version: c.version + 1 }),
         true,
@@ -442,7 +442,7 @@ export class Controller {
     } else {
       this.change(
         {
-          actor: 'config',
+          actor,
           action: 'reload',
           reason: 'config reloaded',
           cause: 'config',
