@@ -3,6 +3,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
@@ -258,9 +259,11 @@ describe('admin API', () => {
     const chunked = await request(`${stack.adminUrl}/api/kill`, {
       method: 'POST',
       headers: { authorization: `Bearer ${OPERATOR}`, 'content-type': 'application/json' },
-      body: (async function* () {
-        for (let i = 0; i < 20; i++) yield Buffer.alloc(8192, 0x20);
-      })(),
+      body: Readable.from(
+        (function* () {
+          for (let i = 0; i < 20; i++) yield Buffer.alloc(8192, 0x20);
+        })(),
+      ),
     });
     expect(chunked.statusCode).toBe(413);
     await chunked.body.dump();
