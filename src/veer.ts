@@ -9,6 +9,7 @@ import { type AdminRoute, AdminServer, sendJson } from './admin/server.js';
 import { changedFields, needsRestart } from './config/diff.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config, UpstreamName } from './config/types.js';
+import { Fleet } from './fleet/fleet.js';
 import { Controller } from './guard/controller.js';
 import { createLogger, flushLogger, type Logger } from './log.js';
 import { Recorder } from './measure/recorder.js';
@@ -58,6 +59,8 @@ export class Veer {
   readonly controller: Controller;
   readonly store: StateStore;
   readonly audit: AuditLog;
+  /** Fleet mode (shared state and judgement over Redis), when configured. */
+  readonly fleet: Fleet | undefined;
   proxyAddress!: AddressInfo;
   adminAddress: AddressInfo | undefined;
   private upstreams: Record<UpstreamName, Upstream>;
@@ -105,11 +108,22 @@ export class Veer {
       metrics: this.metrics,
       logger: this.logger,
       clock: this.clock,
-      windows: () => ({ legacy: this.recorder.windows.legacy.snapshot(), new: this.recorder.windows.new.snapshot() }),
+      windows: () => this.fleet?.evaluationWindows() ?? this.localWindows(),
       swap: (table) => {
         this.proxy.table = table;
       },
     });
+    this.fleet = config.fleet.enabled
+      ? new Fleet({
+          config,
+          controller: this.controller,
+          metrics: this.metrics,
+          logger: this.logger,
+          clock: this.clock,
+          localWindows: () => this.localWindows(),
+        })
+      : undefined;
+    this.controller.attachFleet(this.fleet);
     this.front = new FrontListener({
       listen: config.listen,
       onHttp1: this.proxy.handleHttp1,
@@ -131,6 +145,9 @@ export class Veer {
   static async start(options: VeerOptions): Promise<Veer> {
     const veer = new Veer(options);
     try {
+      // Reconcile with the fleet before serving (bounded by Redis' connect timeout; without Redis the
+      // last-known local state serves).
+      if (veer.fleet) await veer.fleet.start();
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
       veer.controller.start();
@@ -158,6 +175,10 @@ export class Veer {
     return this.proxy.table;
   }
 
+  private localWindows() {
+    return { legacy: this.recorder.windows.legacy.snapshot(), new: this.recorder.windows.new.snapshot() };
+  }
+
   private apiRoutes(): AdminRoute[] {
     return apiRoutes({
       controller: this.controller,
@@ -167,6 +188,7 @@ export class Veer {
       auth: () => this.auth,
       clock: this.clock,
       reload: (actor) => this.reload(actor),
+      settle: () => this.fleet?.flush() ?? Promise.resolve(),
     });
   }
 
@@ -226,6 +248,7 @@ export class Veer {
     this.auth = new TokenAuth(next.admin.tokens);
     this.config = next;
     this.controller.reconfigure(next, changed, actor);
+    this.fleet?.reconfigure(next);
     this.metrics.configReloads.inc({ result: 'ok' });
     this.logger.info({ actor, path, changed, restart_required: restartRequired }, 'config reloaded');
     return { rolloutId: next.rollout.id, changed, restartRequired };
@@ -274,6 +297,10 @@ export class Veer {
               listening: this.front.listening,
               state_writable: stateWritable,
               rollout: this.controller.snapshot.rollout_id,
+              // Fleet mode never gates readiness: a sidecar serves on its last known table without Redis.
+              ...(this.fleet
+                ? { fleet: { member: this.fleet.memberId, connected: this.fleet.connected, leader: this.fleet.leader } }
+                : {}),
             }),
           );
         },
@@ -289,6 +316,7 @@ export class Veer {
     this.proxy.ctx.draining = true;
     this.logger.info({ grace_ms: graceMs }, 'draining');
     const result = await this.front.drain(graceMs);
+    await this.fleet?.stop();
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin) await this.admin.close();
     this.logger.info({ forced: result.forced }, 'veer stopped');
@@ -302,6 +330,7 @@ export class Veer {
     this.controller?.stop();
     this.watcher?.close();
     await this.front.close().catch(() => {});
+    await this.fleet?.stop();
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin?.listening) await this.admin.close();
     flushLogger(this.logger);

@@ -35,6 +35,8 @@ export interface AdminContext {
   clock: () => number;
   /** Re-reads the config file; throws ConfigError when it is invalid (the old config keeps serving). */
   reload: (actor: string) => Promise<ReloadOutcome>;
+  /** Waits until a change has reached the fleet's shared state (fleet mode); resolves at once otherwise. */
+  settle?: () => Promise<void>;
 }
 
 type Body = Record<string, unknown>;
@@ -251,6 +253,7 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
     handler: wrap('operate', path.slice(5), async (req, res, _url, who) => {
       const body = await objectBody(req, maxBody(), allowed);
       apply(body, actorOf(who));
+      await ctx.settle?.();
       rolloutReply(res);
     }),
   });
@@ -302,6 +305,7 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
             `keys: at most ${MAX_RUNTIME_OVERRIDES} runtime overrides; remove some first`,
           );
         ctx.controller.setOverrides(actorOf(who), pins, reason);
+        await ctx.settle?.();
         overridesReply(res);
       }),
     },
@@ -316,6 +320,7 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
         if (keys.length > MAX_KEYS_PER_CALL) throw bad(`keys: at most ${MAX_KEYS_PER_CALL} keys per call`);
         const list = keys.map((k, i) => keyOf(k, `keys[${i}]`));
         ctx.controller.removeOverrides(actorOf(who), list, reasonOf(body, true));
+        await ctx.settle?.();
         overridesReply(res);
       }),
     },

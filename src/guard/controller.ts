@@ -55,6 +55,24 @@ export interface ControllerOptions {
   swap: (table: RoutingTable) => void;
 }
 
+/** What fleet mode plugs into the controller (src/fleet): who may act, and where changes go. */
+export interface FleetHooks {
+  /** May the guard act on its verdicts here? (In a connected fleet only the lease holder does.) */
+  mayAct(): boolean;
+  /** False while the shared state cannot be read: nothing may move traffic toward new on stale data. */
+  mayMoveTowardNew(): boolean;
+  /** A local change was applied; `mutate` replays it on another base state (for a safe change). */
+  changed(change: LocalChange): void;
+}
+
+export interface LocalChange {
+  prev: PersistedState;
+  next: PersistedState;
+  safe: boolean;
+  action: string;
+  mutate: (cur: PersistedState) => PersistedState;
+}
+
 interface ChangeSpec {
   actor: string;
   action: string;
@@ -101,6 +119,7 @@ export class Controller {
   private config: Config;
   private current!: RoutingTable;
   lastVerdict: Verdict | undefined;
+  private fleet: FleetHooks | undefined;
   /** False when the last write of the state file failed (reported by /readyz). */
   persisted = true;
 
@@ -169,6 +188,55 @@ export class Controller {
     return this.config.slo;
   }
 
+  attachFleet(hooks: FleetHooks | undefined): void {
+    this.fleet = hooks;
+  }
+
+  /**
+   * Applies the fleet's shared state as is (it is newer than ours): written to the local file as the
+   * last-known copy, swapped onto the request path, audited when anything but the version changed.
+   */
+  adopt(remote: PersistedState, actor = 'fleet'): void {
+    const prev = this.s;
+    const same =
+      prev.rollout_id === remote.rollout_id &&
+      prev.state === remote.state &&
+      prev.weight_bp === remote.weight_bp &&
+      prev.latched === remote.latched &&
+      prev.kill_reason === remote.kill_reason &&
+      JSON.stringify(prev.overrides) === JSON.stringify(remote.overrides);
+    try {
+      this.o.store.save(remote);
+      this.persisted = true;
+    } catch (err) {
+      this.persisted = false;
+      this.o.logger.error(
+        { err: (err as Error).message },
+        'state file not writable: fleet state applied in memory only',
+      );
+    }
+    this.s = remote;
+    if (same) {
+      this.o.metrics.fleetStateVersion.set(remote.version);
+      return;
+    }
+    if (remote.weight_bp !== prev.weight_bp || remote.state !== prev.state) this.memory = FRESH_MEMORY;
+    this.publish('fleet');
+    const lc = remote.last_change;
+    this.record(
+      {
+        actor,
+        action: 'fleet_sync',
+        reason: lc
+          ? `fleet state v${remote.version}: ${lc.action} by ${lc.actor}: ${lc.reason}`
+          : `fleet state v${remote.version}`,
+        cause: 'fleet',
+        safe: true,
+      },
+      summary(prev),
+    );
+  }
+
   start(): void {
     this.stop();
     this.timer = setInterval(() => {
@@ -210,6 +278,10 @@ export class Controller {
     this.memory = verdict.memory;
     this.lastVerdict = verdict;
     this.ruleMetrics(verdict);
+    // In a fleet, one sidecar judges fleet-wide data; the others only show their local view.
+    if (this.fleet && !this.fleet.mayAct()) return verdict;
+    const towardNew = verdict.action.kind === 'promote' || verdict.action.kind === 'hold';
+    if (towardNew && this.fleet && !this.fleet.mayMoveTowardNew()) return verdict;
     const a = verdict.action;
     const why = verdict.breached.map(describeBreach).join('; ');
     switch (a.kind) {
@@ -478,6 +550,13 @@ export class Controller {
       action: spec.action,
       reason: spec.reason,
     };
+    if (!spec.safe && spec.cause !== 'config' && this.fleet && !this.fleet.mayMoveTowardNew()) {
+      throw new ControllerError(
+        503,
+        'fleet_unavailable',
+        `${spec.action} refused: the fleet store is unreachable, and nothing moves traffic toward new on stale state; kill and rollback still work`,
+      );
+    }
     const mutated = mutate(prev);
     const next: PersistedState = {
       ...mutated,
@@ -508,6 +587,7 @@ export class Controller {
     if (next.weight_bp !== prev.weight_bp || next.state !== prev.state) this.memory = FRESH_MEMORY;
     this.publish(spec.cause);
     this.record(spec, spec.noBefore ? null : summary(prev), persistError);
+    this.fleet?.changed({ prev, next, safe: spec.safe, action: spec.action, mutate });
     if (persistError) {
       this.o.logger.error(
         { err: persistError.message, action: spec.action },
