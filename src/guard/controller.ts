@@ -270,7 +270,9 @@ export class Controller {
         stepMinDurationMs: this.config.rollout.stepMinDurationMs,
         autoPromote: this.config.rollout.autoPromote,
         weightSince: s.weight_since,
-        lastChangeAt: s.last_change ? Date.parse(s.last_change.time) : Number.NEGATIVE_INFINITY,
+        // Operator and config changes do not start a cooldown: an operator meant it, and at start-up the
+        // window holds nothing from before.
+        lastChangeAt: s.flips.length > 0 ? Math.max(...s.flips) : Number.NEGATIVE_INFINITY,
       },
       this.memory,
       now,
@@ -379,8 +381,8 @@ export class Controller {
 
   /**
    * After a kill: back to exactly where the kill found the rollout. After a rollback or a latch: back to
-   * the rollout's starting weight (the first step), so a backend that just failed is not handed its old
-   * share at once.
+   * the first step (the config's weight without steps), so a backend that just failed is not handed its
+   * old share at once.
    */
   resume(actor: string, reason: string): void {
     const s = this.s;
@@ -396,7 +398,7 @@ export class Controller {
       return;
     }
     if (s.state === 'rolled_back' || s.state === 'latched') {
-      const weight = initialWeightBp(this.config);
+      const weight = this.config.rollout.stepsBp[0] ?? this.config.rollout.weightBp;
       this.change({ actor, action: 'resume', reason, cause: 'operator', safe: false }, (cur) => ({
         ...cur,
         state: weight === 10_000 ? 'promoted' : 'progressing',

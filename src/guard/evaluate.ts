@@ -51,7 +51,7 @@ export interface RolloutView {
   autoPromote: boolean;
   /** When the current weight took effect (a gate's minimum duration counts from here). */
   weightSince: number;
-  /** When the last change of any kind happened (cooldown counts from here). */
+  /** When the guard last changed the weight by itself (the cooldown counts from here). */
   lastChangeAt: number;
 }
 
