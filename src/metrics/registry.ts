@@ -1,6 +1,6 @@
 // Every Prometheus metric veer exports, defined here on one prom-client registry.
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type GaugeConfiguration, Histogram, Registry } from 'prom-client';
 
 /** Inference TTFB spans a few ms (cache hits) to tens of seconds (long prompts, queueing). */
 export const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30];
@@ -28,10 +28,33 @@ export interface LiveReadings {
 
 export const WINDOW_QUANTILES = ['0.5', '0.9', '0.95', '0.99'] as const;
 
+/**
+ * Quantiles veer computes itself (from the window's t-digests) are declared TYPE summary: Prometheus reserves
+ * the `quantile` label for summaries and `promtool check metrics` rejects it on a gauge. There is no
+ * _sum/_count: a summary's are cumulative, and the window has none to give.
+ */
+class WindowQuantiles<T extends string> extends Gauge<T> {
+  constructor(config: GaugeConfiguration<T>) {
+    super(config);
+    (this as unknown as { type: string }).type = 'summary';
+  }
+}
+
+/** prom-client's gauges of active handles, requests and resources end in _total, which Prometheus keeps for counters. */
+const GAUGES_NAMED_LIKE_COUNTERS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   const live: LiveReadings = {};
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'veer_' });
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'veer_' });
+    // The per-type gauges (veer_nodejs_active_handles{type}, ...) stay and carry the same information.
+    for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(`veer_${name}`);
+  }
   const registers = [registry];
   return {
     registry,
@@ -62,7 +85,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       buckets: DURATION_BUCKETS,
       registers,
     }),
-    ttfbWindow: new Gauge({
+    ttfbWindow: new WindowQuantiles({
       name: 'veer_ttfb_window_seconds',
       help: "TTFB quantiles over the SLO window, from the window's t-digests.",
       labelNames: ['upstream', 'quantile'] as const,
