@@ -1,0 +1,110 @@
+// Fleet judgement reads the pooled samples of every sidecar: merged t-digest quantiles against exact pooled ones.
+
+import { describe, expect, it } from 'vitest';
+import { mergeWindows, toWire, type WindowWire } from '../../src/fleet/merge.js';
+import type { Outcome } from '../../src/measure/outcome.js';
+import { SlidingWindow } from '../../src/measure/window.js';
+
+/** mulberry32: a seeded generator, so the samples (and the test) are the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function lognormal(rand: () => number, median: number, sigma: number): number {
+  const u = Math.max(rand(), 1e-12);
+  const z = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+  return median * Math.exp(sigma * z);
+}
+
+/** The fraction of the pooled samples at or below x: the rank a quantile estimate really has. */
+function rankOf(sortedSamples: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = sortedSamples.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sortedSamples[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo / sortedSamples.length;
+}
+
+interface Sidecar {
+  wire: WindowWire;
+  newTtfb: number[];
+  p95: number;
+}
+
+/**
+ * One sidecar with its own traffic mix, recorded into a real window over several slices (so the closed-slice
+ * cache and the open slice are both read), published as it would be to Redis (JSON).
+ */
+function sidecar(index: number, samples: number, median: number, sigma: number, errorShare: number): Sidecar {
+  const rand = prng(1000 + index);
+  let now = 1_700_000_000_000;
+  const clock = () => now;
+  const legacy = new SlidingWindow({ windowMs: 60_000, slices: 6, clock });
+  const fresh = new SlidingWindow({ windowMs: 60_000, slices: 6, clock });
+  const newTtfb: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    now += 50_000 / samples;
+    const ttfb = lognormal(rand, median, sigma);
+    const outcome: Outcome = rand() < errorShare ? 'upstream_5xx' : rand() < 0.02 ? 'client_abort' : 'ok';
+    if (outcome === 'ok') newTtfb.push(ttfb);
+    fresh.record(outcome, outcome === 'ok' ? ttfb : undefined, outcome === 'ok' ? ttfb * 3 : undefined);
+    legacy.record('ok', lognormal(rand, 200, 0.3), 600);
+  }
+  const snap = { legacy: legacy.snapshot(), new: fresh.snapshot() };
+  const wire = JSON.parse(JSON.stringify(toWire(`pod-${index}`, now, snap))) as WindowWire;
+  return { wire, newTtfb, p95: snap.new.ttfbQuantile(0.95)! };
+}
+
+describe('fleet window merge', () => {
+  // Twelve sidecars with different traffic: most healthy, three slow ones carrying more requests.
+  const fleet = Array.from({ length: 12 }, (_, i) =>
+    i < 9 ? sidecar(i, 2_000 + 300 * i, 180, 0.35, 0.005) : sidecar(i, 9_000, 650, 0.5, 0.03),
+  );
+  const pooled = Float64Array.from(fleet.flatMap((s) => s.newTtfb)).sort();
+  const merged = mergeWindows(fleet.map((s) => s.wire));
+
+  it('reads each fleet quantile within 1 % rank of the exact pooled quantile', () => {
+    for (const q of [0.5, 0.9, 0.95, 0.99]) {
+      const estimate = merged.new.ttfbQuantile(q)!;
+      const rank = rankOf(pooled, estimate);
+      expect(Math.abs(rank - q), `q=${q}: estimate ${estimate.toFixed(1)} ms sits at rank ${rank}`).toBeLessThan(0.01);
+    }
+    expect(merged.new.ttfbSamples).toBe(pooled.length);
+  });
+
+  it('differs from an average of the sidecars p95s, which would misjudge the fleet', () => {
+    const averaged = fleet.reduce((a, s) => a + s.p95, 0) / fleet.length;
+    const exact = pooled[Math.ceil(0.95 * pooled.length) - 1]!;
+    // The average of p95s sits far from the pooled p95 (it gives the small healthy sidecars the same
+    // say as the busy slow ones); the merge does not.
+    expect(Math.abs(rankOf(pooled, averaged) - 0.95)).toBeGreaterThan(0.05);
+    expect(Math.abs(merged.new.ttfbQuantile(0.95)! - exact) / exact).toBeLessThan(0.03);
+  });
+
+  it('adds up the counts: the fleet error rate is all errors over all judged requests', () => {
+    const outcomes = fleet.map((s) => s.wire.new.o);
+    const sum = (i: number) => outcomes.reduce((a, o) => a + o[i]!, 0);
+    // OUTCOMES order: ok, upstream_5xx, connect_error, timeout, reset, client_abort.
+    const judged = sum(0) + sum(1) + sum(2) + sum(3) + sum(4);
+    expect(merged.new.requests).toBe(judged);
+    expect(merged.new.errorRate).toBeCloseTo(sum(1) / judged, 12);
+    expect(merged.legacy.requests).toBe(fleet.reduce((a, s) => a + s.wire.legacy.o[0]!, 0));
+  });
+
+  it('keeps what each sidecar publishes small whatever its traffic', () => {
+    const busy = sidecar(99, 60_000, 300, 0.6, 0.01);
+    const bytes = Buffer.byteLength(JSON.stringify(busy.wire));
+    expect(busy.wire.new.t.length).toBeLessThanOrEqual(1_000);
+    expect(bytes).toBeLessThan(64 * 1024);
+  });
+});
