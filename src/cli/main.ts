@@ -3,9 +3,9 @@
 
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/load.js';
-import { runDemo } from './demo.js';
+import { initialWeightBp } from '../guard/controller.js';
+import { isOperatorCommand, OPERATOR_USAGE, runOperator } from './operator.js';
 import { printConfigError } from './output.js';
-import { runProxy } from './run.js';
 
 const USAGE = `usage: veer <command> [options]
 
@@ -13,13 +13,16 @@ commands:
   run [--config PATH]        run the proxy (config: --config, VEER_CONFIG, or config/veer.yaml)
   check-config [PATH]        validate a config file and exit (0 valid, 2 invalid)
   demo [--config PATH]       run veer with two bundled mock upstreams and show the split
-`;
+${OPERATOR_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (isOperatorCommand(command)) return runOperator(command, rest);
   switch (command) {
     case 'run': {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      // Loaded on demand, so operator commands do not pay for the whole proxy at start-up.
+      const { runProxy } = await import('./run.js');
       return runProxy(resolveConfigPath(values.config));
     }
     case 'check-config': {
@@ -32,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
       try {
         const config = await loadConfigFile(path);
         process.stdout.write(
-          `${path}: ok (rollout ${config.rollout.id}, weight ${config.rollout.weightBp / 100}%, ${config.slo.rules.length} SLO rules)\n`,
+          `${path}: ok (rollout ${config.rollout.id}, initial weight ${initialWeightBp(config) / 100}%, ${config.slo.rules.length} SLO rules)\n`,
         );
         return 0;
       } catch (err) {
@@ -45,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      const { runDemo } = await import('./demo.js');
       return runDemo(resolveConfigPath(values.config));
     }
     case undefined:

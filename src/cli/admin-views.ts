@@ -1,0 +1,206 @@
+// The human-readable text the operator CLI prints for each admin API reply (`--json` prints the reply itself).
+
+/** The shapes the admin API sends (see src/admin/schemas.ts); only what the views read. */
+export interface RolloutJson {
+  id: string;
+  state: string;
+  weight_percent: number;
+  step: number | null;
+  steps: number[];
+  kill_reason: string | null;
+  latched: boolean;
+  gate: { next_percent: number; waiting_for_approval: boolean; eligible_at: string | null } | null;
+  last_change: { time: string; actor: string; action: string; reason: string } | null;
+  version: number;
+}
+
+interface UpstreamJson {
+  url?: string;
+  ttfb_p50_ms?: number | null;
+  ttfb_p95_ms?: number | null;
+  ttfb_p99_ms?: number | null;
+  error_rate?: number | null;
+  samples?: number;
+  requests?: number;
+  inflight?: number;
+}
+
+interface RuleJson {
+  name?: string;
+  text?: string;
+  status?: string;
+  value?: number | null;
+  threshold?: number | null;
+  legacy?: number | null;
+  unit?: string;
+  samples?: number;
+  min_samples?: number;
+}
+
+export interface OverridesJson {
+  new: string[];
+  legacy: string[];
+}
+
+export interface StatusJson {
+  rollout: RolloutJson;
+  upstreams: { legacy?: UpstreamJson; new?: UpstreamJson };
+  slo: {
+    on_breach?: string;
+    window_ms?: number;
+    evaluated_at?: string | null;
+    rules?: RuleJson[];
+  };
+  overrides?: OverridesJson;
+  time?: string;
+}
+
+interface SummaryJson {
+  state: string;
+  weight_percent: number;
+  latched?: boolean;
+}
+
+export interface AuditJson {
+  entries: {
+    time: string;
+    actor: string;
+    action: string;
+    reason: string;
+    rollout_id?: string;
+    before?: SummaryJson | null;
+    after?: SummaryJson | null;
+  }[];
+}
+
+export interface ReloadJson {
+  reloaded: boolean;
+  rollout_id: string;
+  changed: string[];
+  restart_required: string[];
+}
+
+/** Columns padded to their widest cell, two spaces apart. */
+export function table(header: string[], rows: string[][]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+const dash = '-';
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? dash : `${v.toFixed(1)} ms`);
+const percent = (ratio: number | null | undefined) =>
+  ratio === null || ratio === undefined ? dash : `${(ratio * 100).toFixed(2)}%`;
+const ruleValue = (v: number | null | undefined, unit: string | undefined) => (unit === 'ratio' ? percent(v) : ms(v));
+
+function duration(msValue: number | undefined): string {
+  if (msValue === undefined) return '?';
+  if (msValue % 60_000 === 0) return `${msValue / 60_000}m`;
+  if (msValue % 1000 === 0) return `${msValue / 1000}s`;
+  return `${msValue}ms`;
+}
+
+/** The rollout block every state-changing command prints, and the head of `veer status`. */
+export function rolloutView(r: RolloutJson): string {
+  const lines: [string, string][] = [
+    ['rollout', r.id],
+    ['state', r.state + (r.state === 'killed' && r.kill_reason ? ` (${r.kill_reason})` : '')],
+    ['weight', `${r.weight_percent}% of keyed traffic on new`],
+    [
+      'step',
+      r.steps.length === 0
+        ? 'no steps configured'
+        : `${r.step === null ? 'not on a step' : `${r.step + 1} of ${r.steps.length}`} (steps ${r.steps.map((s) => `${s}%`).join(', ')})`,
+    ],
+    ['latch', r.latched ? 'LATCHED: flapping; holds on legacy until `veer resume`' : 'off'],
+  ];
+  if (r.gate) {
+    lines.push([
+      'next',
+      r.gate.waiting_for_approval
+        ? `${r.gate.next_percent}%, waiting for approval (\`veer promote\`)`
+        : `${r.gate.next_percent}%${r.gate.eligible_at ? `, eligible at ${r.gate.eligible_at} if every rule keeps passing` : ', once every rule passes'}`,
+    ]);
+  }
+  const c = r.last_change;
+  lines.push(['last change', c ? `${c.time}  ${c.action} by ${c.actor}: ${c.reason}` : 'none yet']);
+  return pairs(lines);
+}
+
+/** `key  value` lines with the values aligned. */
+function pairs(lines: [string, string][]): string {
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('');
+}
+
+export function statusView(s: StatusJson): string {
+  const up = (name: 'legacy' | 'new') => {
+    const u = s.upstreams[name] ?? {};
+    return [
+      name,
+      ms(u.ttfb_p50_ms),
+      ms(u.ttfb_p95_ms),
+      ms(u.ttfb_p99_ms),
+      percent(u.error_rate),
+      String(u.samples ?? 0),
+      String(u.inflight ?? 0),
+      u.url ?? '',
+    ];
+  };
+  const rules = (s.slo.rules ?? []).map((r) => [
+    r.text ?? r.name ?? '?',
+    ruleValue(r.value, r.unit),
+    ruleValue(r.threshold, r.unit) +
+      (r.legacy !== null && r.legacy !== undefined ? ` (legacy ${ruleValue(r.legacy, r.unit)})` : ''),
+    `${r.samples ?? 0}/${r.min_samples ?? 0}`,
+    (r.status ?? '?').toUpperCase(),
+  ]);
+  const overrides = s.overrides;
+  return [
+    rolloutView(s.rollout),
+    `window TTFB over the last ${duration(s.slo.window_ms)}:`,
+    table(['upstream', 'p50', 'p95', 'p99', 'errors', 'samples', 'in-flight', 'url'], [up('legacy'), up('new')]),
+    '',
+    `SLO rules (on breach: ${s.slo.on_breach ?? '?'}; evaluated ${s.slo.evaluated_at ?? 'not yet'}):`,
+    rules.length > 0
+      ? table(['rule', 'value', 'threshold', 'samples/min', 'result'], rules)
+      : '(no rules configured: nothing guards this rollout)',
+    '',
+    overrides ? overridesView(overrides).trimEnd() : '',
+    '',
+  ].join('\n');
+}
+
+export function overridesView(o: OverridesJson): string {
+  const list = (keys: string[]) => (keys.length === 0 ? '(none)' : keys.join(', '));
+  return `overrides pinned to new:    ${list(o.new)}\noverrides pinned to legacy: ${list(o.legacy)}\n`;
+}
+
+export function auditView(a: AuditJson): string {
+  if (a.entries.length === 0) return '(the audit log is empty)\n';
+  const side = (x: SummaryJson | null | undefined) => (x ? `${x.state} ${x.weight_percent}%` : dash);
+  const rows = a.entries.map((e) => [
+    e.time,
+    e.actor,
+    e.action,
+    side(e.before) === side(e.after) ? dash : `${side(e.before)} -> ${side(e.after)}`,
+    e.reason,
+  ]);
+  return `${table(['time', 'actor', 'action', 'change', 'reason'], rows)}\n`;
+}
+
+export function reloadView(r: ReloadJson): string {
+  const list = (x: string[]) => (x.length === 0 ? '(none)' : x.join(', '));
+  return (
+    `config reloaded (rollout ${r.rollout_id})\n` +
+    `changed:          ${list(r.changed)}\n` +
+    `restart required: ${list(r.restart_required)}\n`
+  );
+}

@@ -1,0 +1,317 @@
+// The operator subcommands of `veer`: their arguments, the one admin API call each makes, and what they print.
+
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { AdminClient, CliFailure, EXIT_OK, EXIT_USAGE, resolveTarget } from './admin-client.js';
+import {
+  type AuditJson,
+  auditView,
+  type OverridesJson,
+  overridesView,
+  type ReloadJson,
+  type RolloutJson,
+  reloadView,
+  rolloutView,
+  type StatusJson,
+  statusView,
+} from './admin-views.js';
+
+export const OPERATOR_COMMANDS = [
+  'status',
+  'kill',
+  'resume',
+  'weight',
+  'promote',
+  'rollback',
+  'overrides',
+  'audit',
+  'reload',
+] as const;
+export type OperatorCommand = (typeof OPERATOR_COMMANDS)[number];
+
+export function isOperatorCommand(c: string | undefined): c is OperatorCommand {
+  return (OPERATOR_COMMANDS as readonly string[]).includes(c ?? '');
+}
+
+const SYNOPSIS: Record<string, string> = {
+  status: 'status',
+  kill: 'kill --reason R',
+  resume: 'resume [--reason R]',
+  weight: 'weight PERCENT --reason R',
+  promote: 'promote [--reason R]',
+  rollback: 'rollback --reason R',
+  overrides: 'overrides',
+  'overrides set': 'overrides set [--new KEY...] [--legacy KEY...] --reason R',
+  'overrides rm': 'overrides rm KEY... --reason R',
+  audit: 'audit [--limit N]',
+  reload: 'reload [--reason R]',
+};
+
+export const OPERATOR_USAGE = `
+operator commands (they call a running veer's admin API):
+  ${SYNOPSIS.status!.padEnd(32)} rollout, weight, step, latch; TTFB windows; every SLO rule's result
+  ${SYNOPSIS.kill!.padEnd(32)} kill switch: all traffic to legacy, applied before the reply
+  ${SYNOPSIS.resume!.padEnd(32)} lift a kill, a rollback or the flap latch
+  ${SYNOPSIS.weight!.padEnd(32)} set the share of keyed traffic on new (0-100, two decimals)
+  ${SYNOPSIS.promote!.padEnd(32)} approve the next step (100% when no steps are configured)
+  ${SYNOPSIS.rollback!.padEnd(32)} weight 0, state rolled_back
+  ${SYNOPSIS.overrides!.padEnd(32)} list the keys pinned to new and to legacy
+  ${SYNOPSIS['overrides set']}
+  ${''.padEnd(32)} pin keys to an upstream (before the hash)
+  ${SYNOPSIS['overrides rm']!.padEnd(32)} unpin keys
+  ${SYNOPSIS.audit!.padEnd(32)} audit log, newest first (default 50, at most 1000)
+  ${SYNOPSIS.reload!.padEnd(32)} re-read the config file; an invalid one leaves the old serving
+
+operator options:
+  --admin URL        admin API address; else VEER_ADMIN, else admin.host/port of the
+                     config file (--config, VEER_CONFIG, config/veer.yaml), else http://127.0.0.1:8081
+  --token-file PATH  file whose first line is the bearer token; else VEER_ADMIN_TOKEN
+  --json             print the API's JSON reply as is (for scripts)
+
+exit codes: 0 done, 1 the admin API refused or failed (its code and message on stderr),
+            2 usage error (nothing sent), 3 the admin API could not be reached
+`;
+
+const COMMON = {
+  admin: { type: 'string' },
+  'token-file': { type: 'string' },
+  config: { type: 'string', short: 'c' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+const REASON = { reason: { type: 'string', short: 'r' } } as const;
+
+interface Call {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: string;
+  body?: unknown;
+  view: (body: unknown) => string;
+}
+
+interface Plan {
+  synopsis: string;
+  common: { admin?: string; tokenFile?: string; config?: string; json: boolean; help: boolean };
+  call: Call;
+}
+
+class UsageError extends CliFailure {
+  constructor(
+    message: string,
+    readonly synopsis: string,
+  ) {
+    super(EXIT_USAGE, message);
+  }
+}
+
+type Token =
+  | { kind: 'option'; name: string; value: string | undefined }
+  | { kind: 'positional'; value: string }
+  | { kind: 'option-terminator' };
+
+interface Parsed {
+  values: Record<string, unknown>;
+  positionals: string[];
+  tokens: Token[];
+}
+
+function parse(
+  synopsis: string,
+  args: string[],
+  extra: NonNullable<ParseArgsConfig['options']>,
+  allowPositionals: boolean,
+): Parsed {
+  try {
+    const r = parseArgs({ args, options: { ...COMMON, ...extra }, allowPositionals, strict: true, tokens: true });
+    return { values: r.values, positionals: r.positionals, tokens: r.tokens as Token[] };
+  } catch (err) {
+    throw new UsageError((err as Error).message, synopsis);
+  }
+}
+
+function commonOf(values: Record<string, unknown>): Plan['common'] {
+  return {
+    admin: values.admin as string | undefined,
+    tokenFile: values['token-file'] as string | undefined,
+    config: values.config as string | undefined,
+    json: values.json === true,
+    help: values.help === true,
+  };
+}
+
+/** The reason as typed; a required one must be non-blank (the audit log keeps it). */
+function reasonOf(values: Record<string, unknown>, required: boolean, synopsis: string): string | undefined {
+  const r = values.reason as string | undefined;
+  if (required && (r === undefined || r.trim() === ''))
+    throw new UsageError('--reason is required (a short text for the audit log)', synopsis);
+  return r === undefined || r.trim() === '' ? undefined : r;
+}
+
+const rollout = (body: unknown) => rolloutView((body as { rollout: RolloutJson }).rollout);
+
+/** A command that changes the rollout and answers with it. */
+function rolloutCommand(
+  command: string,
+  args: string[],
+  method: 'POST' | 'PUT',
+  path: string,
+  reasonRequired: boolean,
+): Plan {
+  const synopsis = SYNOPSIS[command]!;
+  const { values, positionals } = parse(synopsis, args, REASON, command === 'weight');
+  const common = commonOf(values);
+  if (common.help) return { synopsis, common, call: { method, path, view: rollout } };
+  const reason = reasonOf(values, reasonRequired, synopsis);
+  const body: Record<string, unknown> = reason === undefined ? {} : { reason };
+  if (command === 'weight') {
+    if (positionals.length !== 1)
+      throw new UsageError(
+        `expected one PERCENT, got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`,
+        synopsis,
+      );
+    const text = positionals[0]!.replace(/%$/, '');
+    const percent = Number(text);
+    if (text.trim() === '' || !Number.isFinite(percent))
+      throw new UsageError(`PERCENT must be a number such as 25 or 2.5, got "${positionals[0]}"`, synopsis);
+    body.percent = percent;
+  }
+  return { synopsis, common, call: { method, path, body, view: rollout } };
+}
+
+function overridesPlan(args: string[]): Plan {
+  const sub = args[0] !== undefined && !args[0].startsWith('-') ? args[0] : undefined;
+  if (sub === undefined) {
+    const synopsis = SYNOPSIS.overrides!;
+    const { values } = parse(synopsis, args, {}, false);
+    return {
+      synopsis,
+      common: commonOf(values),
+      call: { method: 'GET', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) },
+    };
+  }
+  const rest = args.slice(1);
+  if (sub === 'set') {
+    const synopsis = SYNOPSIS['overrides set']!;
+    const { values, tokens } = parse(
+      synopsis,
+      rest,
+      { ...REASON, new: { type: 'string', multiple: true }, legacy: { type: 'string', multiple: true } },
+      true,
+    );
+    const common = commonOf(values);
+    const call: Call = { method: 'PUT', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) };
+    if (common.help) return { synopsis, common, call };
+    // `--new a b c`: bare words after --new or --legacy belong to it, until the next option.
+    const keys: Record<string, 'new' | 'legacy'> = {};
+    let side: 'new' | 'legacy' | undefined;
+    const pin = (key: string, to: 'new' | 'legacy') => {
+      if (key === '') throw new UsageError(`--${to}: a key must not be empty`, synopsis);
+      if (keys[key] !== undefined && keys[key] !== to)
+        throw new UsageError(`key "${key}" is given with both --new and --legacy`, synopsis);
+      keys[key] = to;
+    };
+    for (const t of tokens) {
+      if (t.kind === 'option') {
+        side = t.name === 'new' || t.name === 'legacy' ? t.name : undefined;
+        if (side && t.value !== undefined) pin(t.value, side);
+      } else if (t.kind === 'positional') {
+        if (!side) throw new UsageError(`"${t.value}": put keys after --new or --legacy`, synopsis);
+        pin(t.value, side);
+      } else {
+        side = undefined;
+      }
+    }
+    if (Object.keys(keys).length === 0) throw new UsageError('name at least one key with --new or --legacy', synopsis);
+    call.body = { keys, reason: reasonOf(values, true, synopsis) };
+    return { synopsis, common, call };
+  }
+  if (sub === 'rm' || sub === 'remove') {
+    const synopsis = SYNOPSIS['overrides rm']!;
+    const { values, positionals } = parse(synopsis, rest, REASON, true);
+    const common = commonOf(values);
+    const call: Call = { method: 'DELETE', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) };
+    if (common.help) return { synopsis, common, call };
+    if (positionals.length === 0) throw new UsageError('name at least one KEY to unpin', synopsis);
+    call.body = { keys: [...new Set(positionals)], reason: reasonOf(values, true, synopsis) };
+    return { synopsis, common, call };
+  }
+  throw new UsageError(`unknown overrides command "${sub}" (set or rm)`, `${SYNOPSIS['overrides set']}`);
+}
+
+function plan(command: OperatorCommand, args: string[]): Plan {
+  switch (command) {
+    case 'status': {
+      const { values } = parse(SYNOPSIS.status!, args, {}, false);
+      return {
+        synopsis: SYNOPSIS.status!,
+        common: commonOf(values),
+        call: { method: 'GET', path: '/api/status', view: (b) => statusView(b as StatusJson) },
+      };
+    }
+    case 'kill':
+      return rolloutCommand(command, args, 'POST', '/api/kill', true);
+    case 'resume':
+      return rolloutCommand(command, args, 'POST', '/api/resume', false);
+    case 'weight':
+      return rolloutCommand(command, args, 'PUT', '/api/weight', true);
+    case 'promote':
+      return rolloutCommand(command, args, 'POST', '/api/promote', false);
+    case 'rollback':
+      return rolloutCommand(command, args, 'POST', '/api/rollback', true);
+    case 'overrides':
+      return overridesPlan(args);
+    case 'audit': {
+      const synopsis = SYNOPSIS.audit!;
+      const { values } = parse(synopsis, args, { limit: { type: 'string', short: 'n' } }, false);
+      const limit = values.limit as string | undefined;
+      if (limit !== undefined && !/^\d+$/.test(limit))
+        throw new UsageError(`--limit must be a whole number, got "${limit}"`, synopsis);
+      return {
+        synopsis,
+        common: commonOf(values),
+        call: {
+          method: 'GET',
+          path: limit === undefined ? '/api/audit' : `/api/audit?limit=${limit}`,
+          view: (b) => auditView(b as AuditJson),
+        },
+      };
+    }
+    case 'reload': {
+      const synopsis = SYNOPSIS.reload!;
+      const { values } = parse(synopsis, args, REASON, false);
+      const reason = reasonOf(values, false, synopsis);
+      return {
+        synopsis,
+        common: commonOf(values),
+        call: {
+          method: 'POST',
+          path: '/api/reload',
+          body: reason === undefined ? {} : { reason },
+          view: (b) => reloadView(b as ReloadJson),
+        },
+      };
+    }
+  }
+}
+
+/** Runs one operator subcommand; resolves with the process exit code. */
+export async function runOperator(command: OperatorCommand, args: string[]): Promise<number> {
+  let client: AdminClient | undefined;
+  try {
+    const p = plan(command, args);
+    if (p.common.help) {
+      process.stdout.write(`usage: veer ${p.synopsis} [--admin URL] [--token-file PATH] [--json]\n${OPERATOR_USAGE}`);
+      return EXIT_OK;
+    }
+    client = new AdminClient(resolveTarget(p.common));
+    const reply = await client.call(p.call.method, p.call.path, p.call.body);
+    process.stdout.write(p.common.json ? `${reply.text}\n` : p.call.view(reply.body));
+    return EXIT_OK;
+  } catch (err) {
+    if (!(err instanceof CliFailure)) throw err;
+    process.stderr.write(`veer: ${err.message}\n`);
+    for (const d of err.details) process.stderr.write(`  ${d}\n`);
+    if (err instanceof UsageError) process.stderr.write(`usage: veer ${err.synopsis} (veer help for all options)\n`);
+    return err.exitCode;
+  } finally {
+    await client?.close();
+  }
+}
