@@ -1,7 +1,7 @@
 // One proxied request: relays it to its upstream through undici and the response back, unbuffered, and meters it.
 
 import type { ServerResponse } from 'node:http';
-import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -130,6 +130,9 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       if (this.res) {
         if (this.ctx.draining) headers.connection = 'close';
         this.res.writeHead(statusCode, headers);
+        // A stream (no length: SSE, chunked) shows its headers now, as over HTTP/2, rather than with the
+        // first token; a response of known length keeps headers and body in one write.
+        if (headers['content-length'] === undefined) this.res.flushHeaders();
       } else {
         headers[':status'] = statusCode as unknown as string;
         this.stream!.respond(headers as Record<string, string>);
