@@ -4,6 +4,8 @@ import { type FSWatcher, watch } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { TokenAuth } from './admin/auth.js';
+import { dashboardRoutes } from './admin/dashboard/dashboard.js';
+import { SeriesSampler } from './admin/dashboard/series.js';
 import { apiRoutes, type ReloadOutcome } from './admin/routes.js';
 import { type AdminRoute, AdminServer, sendJson } from './admin/server.js';
 import { changedFields, needsRestart } from './config/diff.js';
@@ -61,6 +63,8 @@ export class Veer {
   readonly audit: AuditLog;
   /** Fleet mode (shared state and judgement over Redis), when configured. */
   readonly fleet: Fleet | undefined;
+  /** One point a second for the dashboard's charts (GET /api/series). */
+  readonly series: SeriesSampler;
   proxyAddress!: AddressInfo;
   adminAddress: AddressInfo | undefined;
   private upstreams: Record<UpstreamName, Upstream>;
@@ -131,11 +135,28 @@ export class Veer {
       logger: this.logger,
     });
     this.metrics.live.connections = () => this.front.connections;
+    this.series = new SeriesSampler({
+      windows: () => this.localWindows(),
+      finishedTotal: this.recorder.finishedTotal,
+      weightBp: () => this.proxy.table.weightBp,
+      rules: () => this.controller.policy.rules,
+      clock: this.clock,
+    });
     this.admin = config.admin.enabled
       ? new AdminServer({
           host: config.admin.host,
           port: config.admin.port,
-          routes: [...this.baseRoutes(), ...this.apiRoutes()],
+          routes: [
+            ...this.baseRoutes(),
+            ...this.apiRoutes(),
+            ...dashboardRoutes({
+              series: this.series,
+              auth: () => this.auth,
+              readRequiresToken: () => this.config.admin.readRequiresToken,
+              clock: this.clock,
+              logger: this.logger,
+            }),
+          ],
           metrics: this.metrics,
           logger: this.logger,
         })
@@ -151,6 +172,7 @@ export class Veer {
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
       veer.controller.start();
+      if (veer.admin) veer.series.start();
       if (options.config.reload.watch) veer.watchConfig();
     } catch (err) {
       await veer.close();
@@ -312,6 +334,7 @@ export class Veer {
   async shutdown(graceMs = this.config.drain.gracePeriodMs): Promise<{ forced: number }> {
     this.stopping = true;
     this.controller.stop();
+    this.series.stop();
     this.watcher?.close();
     this.proxy.ctx.draining = true;
     this.logger.info({ grace_ms: graceMs }, 'draining');
@@ -328,6 +351,7 @@ export class Veer {
   async close(): Promise<void> {
     this.stopping = true;
     this.controller?.stop();
+    this.series?.stop();
     this.watcher?.close();
     await this.front.close().catch(() => {});
     await this.fleet?.stop();

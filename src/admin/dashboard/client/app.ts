@@ -1,0 +1,70 @@
+// The dashboard's entry point: polls status, series and audit about once a second and hands them to the views.
+
+import 'uplot/dist/uPlot.min.css';
+import '../style.css';
+import { setupActions } from './actions.js';
+import { ApiError, api } from './api.js';
+import { Charts } from './charts.js';
+import type { AuditEntry, Series, SeriesPoint, Status } from './types.js';
+import { renderAudit, renderHeader, renderRules } from './view.js';
+
+const POLL_MS = 1000;
+/** Refused attempts do not bump the rollout version, so the audit is re-read this often anyway. */
+const AUDIT_MS = 5000;
+
+const charts = new Charts();
+const points: SeriesPoint[] = [];
+let capacity = 600;
+let lastVersion = -1;
+let lastAuditAt = 0;
+let timer: number | undefined;
+let busy = false;
+
+function connection(text: string, ok: boolean): void {
+  const el = document.getElementById('conn')!;
+  el.dataset.ok = String(ok);
+  el.textContent = text;
+}
+
+async function tick(): Promise<void> {
+  if (busy) return;
+  busy = true;
+  clearTimeout(timer);
+  try {
+    const since = points.length > 0 ? `?since=${points[points.length - 1]!.t}` : '';
+    const [status, series] = await Promise.all([
+      api<Status>('GET', '/api/status'),
+      api<Series>('GET', `/api/series${since}`),
+    ]);
+    const skew = Date.parse(status.time) - Date.now();
+    renderHeader(status, skew);
+    renderRules(status);
+    capacity = series.capacity;
+    points.push(...series.points);
+    if (points.length > capacity) points.splice(0, points.length - capacity);
+    const texts = new Map(status.slo.rules.map((r) => [r.name, r.text]));
+    charts.update(points, texts);
+    document.getElementById('window-note')!.textContent =
+      `(one point a second; latency and errors over the sliding ${status.slo.window_ms / 1000} s window)`;
+    if (status.rollout.version !== lastVersion || Date.now() - lastAuditAt > AUDIT_MS) {
+      const audit = await api<{ entries: AuditEntry[] }>('GET', '/api/audit?limit=15');
+      renderAudit(audit.entries);
+      lastVersion = status.rollout.version;
+      lastAuditAt = Date.now();
+    }
+    connection(`live · updated ${new Date().toLocaleTimeString()}`, true);
+  } catch (err) {
+    connection(
+      err instanceof ApiError && err.status === 401
+        ? `cannot read: ${err.message} (this veer requires a token to read; enter it under Actions)`
+        : `cannot reach veer: ${(err as Error).message}; retrying`,
+      false,
+    );
+  } finally {
+    busy = false;
+    timer = window.setTimeout(() => void tick(), POLL_MS);
+  }
+}
+
+setupActions(() => void tick());
+void tick();

@@ -1,0 +1,75 @@
+// The admin API's JSON as the dashboard reads it (GET /api/status, /api/series, /api/audit).
+
+export type RolloutState = 'progressing' | 'holding' | 'promoted' | 'rolled_back' | 'killed' | 'latched';
+export type RuleStatus = 'pass' | 'breach' | 'inconclusive';
+
+export interface Rollout {
+  id: string;
+  state: RolloutState;
+  weight_percent: number;
+  step: number | null;
+  steps: number[];
+  kill_reason: string | null;
+  latched: boolean;
+  gate: { next_percent: number; waiting_for_approval: boolean; eligible_at: string | null } | null;
+  last_change: { time: string; actor: string; action: string; reason: string } | null;
+  version: number;
+}
+
+export interface RuleJson {
+  name: string;
+  text: string;
+  status: RuleStatus;
+  value: number | null;
+  threshold: number | null;
+  legacy: number | null;
+  unit: 'ms' | 'ratio';
+  samples: number;
+  min_samples: number;
+}
+
+export interface Status {
+  rollout: Rollout;
+  slo: {
+    on_breach: string;
+    interval_ms: number;
+    window_ms: number;
+    evaluated_at: string | null;
+    rules: RuleJson[];
+  };
+  time: string;
+}
+
+export interface SeriesSide {
+  ttfb_p50_ms: number | null;
+  ttfb_p95_ms: number | null;
+  ttfb_p99_ms: number | null;
+  error_rate: number | null;
+  rps: number | null;
+}
+
+export interface SeriesPoint {
+  t: number;
+  weight_percent: number;
+  share_new: number | null;
+  legacy: SeriesSide;
+  new: SeriesSide;
+  rules: { name: string; metric: string; value: number | null; threshold: number | null; status: RuleStatus }[];
+}
+
+export interface Series {
+  interval_ms: number;
+  capacity: number;
+  time: string;
+  points: SeriesPoint[];
+}
+
+export interface AuditEntry {
+  time: string;
+  actor: string;
+  action: string;
+  reason: string;
+  before: { state: string; weight_percent: number } | null;
+  after: { state: string; weight_percent: number } | null;
+  detail?: Record<string, unknown>;
+}

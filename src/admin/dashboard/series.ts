@@ -1,0 +1,136 @@
+// The dashboard's time series: one point a second sampled from the measurement windows, kept for ten minutes.
+
+import type { SloRule, UpstreamName } from '../../config/types.js';
+import { judgeRule, type RuleStatus, type WindowView } from '../../guard/evaluate.js';
+import type { Clock } from '../../measure/window.js';
+
+export interface SeriesSide {
+  ttfb_p50_ms: number | null;
+  ttfb_p95_ms: number | null;
+  ttfb_p99_ms: number | null;
+  /** Window error rate; null without requests in the window. */
+  error_rate: number | null;
+  /** Streams finished per second since the previous point; null when no time passed. */
+  rps: number | null;
+}
+
+export interface SeriesRule {
+  name: string;
+  metric: string;
+  value: number | null;
+  threshold: number | null;
+  status: RuleStatus;
+}
+
+export interface SeriesPoint {
+  /** Epoch milliseconds on veer's clock. */
+  t: number;
+  weight_percent: number;
+  /** Share of the streams finished since the previous point that were on new; null without any. */
+  share_new: number | null;
+  legacy: SeriesSide;
+  new: SeriesSide;
+  /** Every rule judged on the same windows at the same moment, so its threshold line matches the guard. */
+  rules: SeriesRule[];
+}
+
+/** What the sampler reads; getters, because a reload replaces the rules. */
+export interface SeriesSource {
+  windows: () => Record<UpstreamName, WindowView>;
+  finishedTotal: Readonly<Record<UpstreamName, number>>;
+  weightBp: () => number;
+  rules: () => readonly SloRule[];
+  clock: Clock;
+}
+
+export const SERIES_INTERVAL_MS = 1000;
+/** Ten minutes at one point a second: enough to see what led up to a rollback after the fact. */
+export const SERIES_CAPACITY = 600;
+
+const round = (x: number | null | undefined, digits: number): number | null => {
+  if (x === null || x === undefined || !Number.isFinite(x)) return null;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+/**
+ * Samples from the moment veer starts rather than when a browser first asks, so whoever opens the page
+ * after an incident sees the minutes before it.
+ */
+export class SeriesSampler {
+  private readonly points: SeriesPoint[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private prevAt: number;
+  private prevTotals: Record<UpstreamName, number>;
+
+  constructor(
+    private readonly source: SeriesSource,
+    readonly intervalMs = SERIES_INTERVAL_MS,
+    readonly capacity = SERIES_CAPACITY,
+  ) {
+    this.prevAt = source.clock();
+    this.prevTotals = { ...source.finishedTotal };
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Takes one point now and keeps it (the oldest falls off past capacity). */
+  sample(): SeriesPoint {
+    const now = this.source.clock();
+    const windows = this.source.windows();
+    const totals = { ...this.source.finishedTotal };
+    const seconds = (now - this.prevAt) / 1000;
+    const done = { legacy: totals.legacy - this.prevTotals.legacy, new: totals.new - this.prevTotals.new };
+    const side = (name: UpstreamName): SeriesSide => {
+      const w = windows[name];
+      return {
+        ttfb_p50_ms: round(w.ttfbQuantile(0.5), 1),
+        ttfb_p95_ms: round(w.ttfbQuantile(0.95), 1),
+        ttfb_p99_ms: round(w.ttfbQuantile(0.99), 1),
+        error_rate: w.requests > 0 ? round(w.errorRate, 5) : null,
+        rps: seconds > 0 ? round(done[name] / seconds, 2) : null,
+      };
+    };
+    const finished = done.legacy + done.new;
+    const point: SeriesPoint = {
+      t: now,
+      weight_percent: this.source.weightBp() / 100,
+      share_new: finished > 0 ? round(done.new / finished, 4) : null,
+      legacy: side('legacy'),
+      new: side('new'),
+      rules: this.source.rules().map((rule) => {
+        const r = judgeRule(rule, windows);
+        const digits = r.unit === 'ratio' ? 5 : 1;
+        return {
+          name: r.name,
+          metric: r.metric,
+          value: round(r.value, digits),
+          threshold: round(r.threshold, digits),
+          status: r.status,
+        };
+      }),
+    };
+    this.prevAt = now;
+    this.prevTotals = totals;
+    this.points.push(point);
+    if (this.points.length > this.capacity) this.points.splice(0, this.points.length - this.capacity);
+    return point;
+  }
+
+  /** Points taken strictly after `t` (all of them without `t`), oldest first. */
+  since(t?: number): SeriesPoint[] {
+    if (t === undefined) return this.points.slice();
+    let i = this.points.length;
+    while (i > 0 && this.points[i - 1]!.t > t) i--;
+    return this.points.slice(i);
+  }
+}
