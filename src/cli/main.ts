@@ -2,8 +2,6 @@
 // The `veer` command: `veer run`, `veer check-config`, `veer demo`, and the operator subcommands.
 
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/load.js';
-import { initialWeightBp } from '../guard/controller.js';
 import { isOperatorCommand, OPERATOR_USAGE, runOperator } from './operator.js';
 import { printConfigError } from './output.js';
 
@@ -18,10 +16,11 @@ ${OPERATOR_USAGE}`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (isOperatorCommand(command)) return runOperator(command, rest);
+  // Loaded on demand (the config schema, the proxy), so operator commands start fast.
+  const { ConfigError, loadConfigFile, resolveConfigPath } = await import('../config/load.js');
   switch (command) {
     case 'run': {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
-      // Loaded on demand, so operator commands do not pay for the whole proxy at start-up.
       const { runProxy } = await import('./run.js');
       return runProxy(resolveConfigPath(values.config));
     }
@@ -34,6 +33,7 @@ async function main(argv: string[]): Promise<number> {
       const path = resolveConfigPath(positionals[0] ?? values.config);
       try {
         const config = await loadConfigFile(path);
+        const { initialWeightBp } = await import('../guard/controller.js');
         process.stdout.write(
           `${path}: ok (rollout ${config.rollout.id}, initial weight ${initialWeightBp(config) / 100}%, ${config.slo.rules.length} SLO rules)\n`,
         );
