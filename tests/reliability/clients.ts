@@ -23,7 +23,11 @@ export function h1(
     const req = http.request(`${base}${path}`, {
       method: options.method ?? 'GET',
       agent: false,
-      headers: options.headers,
+      // A length, not chunked: node would send a DELETE's body unframed.
+      headers:
+        options.body === undefined
+          ? options.headers
+          : { 'content-length': String(Buffer.byteLength(options.body)), ...options.headers },
     });
     let reply: Reply = { status: 0, headers: {}, body: '' };
     req.on('response', (res) => {
