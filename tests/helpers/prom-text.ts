@@ -24,10 +24,14 @@ function fail(lineNo: number, line: string, why: string): never {
   throw new Error(`metrics text line ${lineNo}: ${why}\n  ${line}`);
 }
 
+/** Values are read as Go's strconv.ParseFloat reads them (Prometheus' rule): NaN and Inf in any case. */
 function parseValue(text: string, lineNo: number, line: string): number {
-  if (text === '+Inf') return Number.POSITIVE_INFINITY;
-  if (text === '-Inf') return Number.NEGATIVE_INFINITY;
-  if (text === 'NaN') return Number.NaN;
+  const special = text.toLowerCase();
+  if (special === '+inf' || special === 'inf' || special === '+infinity' || special === 'infinity') {
+    return Number.POSITIVE_INFINITY;
+  }
+  if (special === '-inf' || special === '-infinity') return Number.NEGATIVE_INFINITY;
+  if (special === 'nan') return Number.NaN; // prom-client writes "Nan"
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) fail(lineNo, line, `bad value "${text}"`);
   return Number(text);
 }
