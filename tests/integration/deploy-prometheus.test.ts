@@ -1,0 +1,349 @@
+// The Prometheus and Grafana files under docker/: promtool accepts and unit-tests them, and every query names metrics a running veer really exports.
+
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { REPO } from '../helpers/process.js';
+import { type Family, parseExposition } from '../helpers/prom-text.js';
+import { type Stack, startStack } from '../helpers/stack.js';
+
+const run = promisify(execFile);
+const PROM_DIR = join(REPO, 'docker/prometheus');
+const RULES = join(PROM_DIR, 'rules/veer-alerts.yml');
+const DASHBOARD = join(REPO, 'docker/grafana/veer-dashboard.json');
+
+async function promtool(...args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await run('promtool', args, { cwd: REPO, timeout: 20_000 });
+    return { code: 0, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+interface RuleFile {
+  groups: { name: string; rules: { alert?: string; expr: string }[] }[];
+}
+
+interface Dashboard {
+  panels: { type: string; title: string; targets?: { expr: string; refId: string }[] }[];
+  annotations: { list: { expr?: string }[] };
+  templating: { list: { name: string; query: string | { query: string } }[] };
+}
+
+const rules = parseYaml(readFileSync(RULES, 'utf8')) as RuleFile;
+const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
+
+/** Every PromQL expression of the alert rules, each with where it comes from. */
+function ruleExpressions(): [string, string][] {
+  return rules.groups.flatMap((g) => g.rules.map((r): [string, string] => [`rule ${r.alert}`, r.expr]));
+}
+
+/** Every query of the dashboard: panel targets, annotation queries and variable queries. */
+function dashboardExpressions(): [string, string][] {
+  const out: [string, string][] = [];
+  for (const p of dashboard.panels)
+    for (const t of p.targets ?? []) out.push([`panel "${p.title}" ${t.refId}`, t.expr]);
+  for (const a of dashboard.annotations.list) if (a.expr) out.push(['annotation', a.expr]);
+  for (const v of dashboard.templating.list) {
+    const q = typeof v.query === 'string' ? v.query : v.query.query;
+    if (q.includes('veer_')) out.push([`variable $${v.name}`, q]);
+  }
+  return out;
+}
+
+interface Selector {
+  name: string;
+  matchers: { label: string; op: string; value: string }[];
+}
+
+/** The veer_* series selectors of a PromQL expression, with their label matchers. */
+function selectorsOf(expr: string): Selector[] {
+  const out: Selector[] = [];
+  for (const m of expr.matchAll(/\b(veer_[a-zA-Z0-9_:]+)\s*(?:\{([^}]*)\})?/g)) {
+    const matchers = [...(m[2] ?? '').matchAll(/([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)].map((x) => ({
+      label: x[1]!,
+      op: x[2]!,
+      value: x[3]!,
+    }));
+    out.push({ name: m[1]!, matchers });
+  }
+  return out;
+}
+
+/** Labels Prometheus adds at scrape time (or Grafana variables select on): not in veer's own output. */
+const TARGET_LABELS = new Set(['job', 'instance']);
+
+/**
+ * What in `exprs` does not match the exposition: an unknown series name (histograms by their _bucket, _sum,
+ * _count series as exposed), a label the series never carries, or an `=` value no sample has.
+ */
+function problemsAgainst(families: Map<string, Family>, exprs: [string, string][]): string[] {
+  const series = new Map<string, Record<string, string>[]>();
+  for (const f of families.values()) {
+    for (const s of f.samples) series.set(s.name, [...(series.get(s.name) ?? []), s.labels]);
+  }
+  const problems: string[] = [];
+  for (const [where, expr] of exprs) {
+    for (const sel of selectorsOf(expr)) {
+      const samples = series.get(sel.name);
+      if (!samples) {
+        const family = families.get(sel.name);
+        problems.push(
+          family?.type === 'histogram'
+            ? `${where}: ${sel.name} is a histogram; query its _bucket, _sum or _count series`
+            : `${where}: ${sel.name} is not in veer's /metrics`,
+        );
+        continue;
+      }
+      for (const m of sel.matchers) {
+        if (TARGET_LABELS.has(m.label)) continue;
+        if (!samples.some((l) => m.label in l)) problems.push(`${where}: ${sel.name} has no label "${m.label}"`);
+        else if (m.op === '=' && !samples.some((l) => l[m.label] === m.value))
+          problems.push(`${where}: no ${sel.name} sample has ${m.label}="${m.value}"`);
+      }
+    }
+  }
+  return problems;
+}
+
+const TOKEN = 'deploy-test-operator-token-0123456789';
+
+/** Proxies one SSE completion for `user`; returns the upstream that served it. */
+async function complete(url: string, user: string): Promise<string | null> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-user-id': user },
+    body: JSON.stringify({ model: 'm', stream: true, messages: [] }),
+  });
+  await res.text();
+  return res.headers.get('x-veer-upstream');
+}
+
+async function kill(adminUrl: string): Promise<void> {
+  const res = await fetch(`${adminUrl}/api/kill`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'deploy test: make the rollback series exist' }),
+  });
+  expect(res.status).toBe(200);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe('docker/prometheus with promtool', () => {
+  it('accepts the scrape config and the rule files it loads', async () => {
+    const config = await promtool('check', 'config', join(PROM_DIR, 'prometheus.yml'));
+    expect(config.code, config.out).toBe(0);
+    expect(config.out).toContain('1 rule files found');
+    const checked = await promtool('check', 'rules', RULES);
+    expect(checked.code, checked.out).toBe(0);
+    expect(checked.out).toContain('6 rules found');
+  });
+
+  it('passes the alert unit tests (promtool test rules)', async () => {
+    const tested = await promtool('test', 'rules', join(PROM_DIR, 'veer-alerts.test.yml'));
+    expect(tested.code, tested.out).toBe(0);
+    expect(tested.out).toContain('SUCCESS');
+  });
+
+  it('has unit tests that fail when a threshold or a state name in the rules is wrong', async () => {
+    const mutations: [string, string][] = [
+      ['> 0.01', '> 0.1'],
+      ['> 0.55', '> 1.5'],
+      ['state="killed"', 'state="kill"'],
+      ['for: 1m', 'for: 5m'],
+    ];
+    for (const [from, to] of mutations) {
+      const dir = mkdtempSync(join(tmpdir(), 'veer-rules-'));
+      try {
+        cpSync(PROM_DIR, dir, { recursive: true });
+        const text = readFileSync(RULES, 'utf8');
+        expect(text).toContain(from);
+        writeFileSync(join(dir, 'rules/veer-alerts.yml'), text.replace(from, to));
+        const tested = await promtool('test', 'rules', join(dir, 'veer-alerts.test.yml'));
+        expect(tested.code, `${from} -> ${to} passed:\n${tested.out}`).not.toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+});
+
+describe('alert rules and dashboard queries against a running veer', () => {
+  let stack: Stack;
+  let families: Map<string, Family>;
+  let prometheus: ChildProcess | undefined;
+  let promDir: string | undefined;
+  const served = new Set<string | null>();
+
+  beforeAll(async () => {
+    process.env.VEER_DEPLOY_TEST_TOKEN = TOKEN;
+    stack = await startStack({
+      config: {
+        rollout: { weight: 50 },
+        admin: { tokens: [{ name: 'ops', env: 'VEER_DEPLOY_TEST_TOKEN' }] },
+        slo: { window: '10s', interval: '200ms', min_samples: 5, rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%'] },
+      },
+    });
+    for (let i = 0; i < 30; i++) served.add(await complete(stack.url, `user-${i}`));
+    // Until the guard has judged its rules once, the SLO gauges have no samples.
+    const metrics = () => fetch(`${stack.adminUrl}/metrics`).then((r) => r.text());
+    const deadline = Date.now() + 5000;
+    while (!(await metrics()).includes('veer_slo_rule_value{')) {
+      if (Date.now() > deadline) throw new Error('the SLO guard never judged its rules');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // A kill makes the rollback and routing-change counters exist.
+    await kill(stack.adminUrl);
+    families = parseExposition(await metrics());
+  });
+
+  afterAll(async () => {
+    if (prometheus && prometheus.exitCode === null) {
+      prometheus.kill('SIGTERM');
+      await once(prometheus, 'exit');
+    }
+    if (promDir) rmSync(promDir, { recursive: true, force: true });
+    await stack?.close();
+  });
+
+  it('names only metrics, labels and label values that veer exports (after traffic to both upstreams and a kill)', async () => {
+    expect(served).toEqual(new Set(['new', 'legacy']));
+    const exprs = [...ruleExpressions(), ...dashboardExpressions()];
+    const names = new Set(exprs.flatMap(([, e]) => selectorsOf(e).map((s) => s.name)));
+    for (const expected of [
+      'veer_ttfb_seconds_bucket',
+      'veer_ttfb_seconds_count',
+      'veer_request_outcomes_total',
+      'veer_requests_total',
+      'veer_rollout_state',
+      'veer_routing_weight_ratio',
+      'veer_routing_changes_total',
+      'veer_rollbacks_total',
+      'veer_inflight_streams',
+      'veer_ttfb_window_seconds',
+      'veer_slo_rule_value',
+    ])
+      expect(names, expected).toContain(expected);
+    expect(problemsAgainst(families, exprs)).toEqual([]);
+  });
+
+  it('reports misspelt names, histogram families without a suffix, unknown labels and label values', () => {
+    const problems = problemsAgainst(families, [
+      ['a', 'rate(veer_request_total[5m])'],
+      ['b', 'histogram_quantile(0.9, rate(veer_ttfb_seconds[5m]))'],
+      ['c', 'veer_ttfb_seconds_bucket{upstreem="new"}'],
+      ['d', 'veer_rollout_state{state="rolledback"} == 1'],
+      ['e', 'sum(veer_inflight_streams{job=~"$job", upstream="new"})'],
+    ]);
+    expect(problems).toEqual([
+      `a: veer_request_total is not in veer's /metrics`,
+      'b: veer_ttfb_seconds is a histogram; query its _bucket, _sum or _count series',
+      'c: veer_ttfb_seconds_bucket has no label "upstreem"',
+      'd: no veer_rollout_state sample has state="rolledback"',
+    ]);
+  });
+
+  it('evaluates every dashboard query to data and fires VeerRolloutKilled in a real Prometheus scraping veer', async () => {
+    promDir = mkdtempSync(join(tmpdir(), 'veer-prom-'));
+    const port = await freePort();
+    const admin = new URL(stack.adminUrl);
+    writeFileSync(
+      join(promDir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: [${JSON.stringify(RULES)}]`,
+        'scrape_configs:',
+        `  - { job_name: veer, static_configs: [{ targets: ["${admin.host}"] }] }`,
+        '',
+      ].join('\n'),
+    );
+    const prom = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(promDir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(promDir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    prometheus = prom;
+    let log = '';
+    prom.stderr!.on('data', (d: Buffer) => {
+      log += d;
+    });
+    const api = `http://127.0.0.1:${port}`;
+    const query = async (q: string) => {
+      const res = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(q)}`);
+      return (await res.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+    };
+    // Legacy keeps getting traffic (new is killed) while Prometheus scrapes.
+    let stop = false;
+    const traffic = (async () => {
+      for (let i = 0; !stop; i++) {
+        await complete(stack.url, `user-${i % 30}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+      const deadline = Date.now() + 20_000;
+      const scraped = async () => {
+        try {
+          const r = await query('count_over_time(up{job="veer"}[1m])');
+          return Number((r.data?.result[0] as { value: [number, string] } | undefined)?.value[1] ?? 0);
+        } catch {
+          return 0;
+        }
+      };
+      while ((await scraped()) < 4) {
+        if (Date.now() > deadline || prom.exitCode !== null) throw new Error(`prometheus did not scrape veer:\n${log}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const empty: string[] = [];
+      for (const [where, expr] of dashboardExpressions()) {
+        if (expr.startsWith('label_values(')) {
+          const metric = /label_values\((\w+),\s*(\w+)\)/.exec(expr)!;
+          const res = await fetch(`${api}/api/v1/label/${metric[2]}/values?match[]=${metric[1]}`);
+          expect(((await res.json()) as { data: string[] }).data, where).toContain('veer');
+          continue;
+        }
+        const r = await query(expr.replaceAll('$__rate_interval', '4s').replaceAll('$job', 'veer'));
+        expect(r.status, `${where}: ${r.error}`).toBe('success');
+        if (r.data!.result.length === 0) empty.push(where);
+      }
+      // Annotations show changes only; every panel query must return series.
+      expect(empty.filter((w) => w !== 'annotation')).toEqual([]);
+      let firing: string[] = [];
+      while (!firing.includes('VeerRolloutKilled')) {
+        if (Date.now() > deadline) throw new Error(`VeerRolloutKilled never fired; alerts: ${firing}`);
+        const res = await fetch(`${api}/api/v1/alerts`);
+        const body = (await res.json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } };
+        firing = body.data.alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(firing).not.toContain('VeerDown');
+      expect(firing).not.toContain('VeerRolloutRolledBack');
+    } finally {
+      stop = true;
+      await traffic;
+    }
+  });
+});
