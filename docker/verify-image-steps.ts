@@ -462,17 +462,33 @@ export async function verifyImageSteps(options: { keep?: boolean; log?: Log } = 
     const env = processEnv(image.config.env, image.root);
     const cwd = join(image.root, image.config.workdir);
 
-    // The compose example's mock upstreams, started from the image as compose starts them.
-    const mock = (name: string) =>
-      start(
-        ['node', join(image.root, 'app/dist/bench/mock-upstream.js'), '--port', '0', '--name', name, '--ttfb', '5'],
-        { cwd, env },
-      );
+    // The compose example's mock upstreams, started from the image with compose's entrypoint and command
+    // (this machine's loopback and free ports instead of 0.0.0.0:9101/9102).
+    const compose = parseYaml(readFileSync(join(REPO, 'docker/compose.yaml'), 'utf8')) as {
+      services: Record<string, { entrypoint: string[]; command: string[] }>;
+    };
+    const mock = (name: 'legacy' | 'new') => {
+      const service = compose.services[name];
+      check(service, `docker/compose.yaml has no service ${name}`);
+      const argv = [...service.entrypoint, ...service.command].map((arg, i, all) => {
+        if (all[i - 1] === '--port') return '0';
+        if (all[i - 1] === '--host') return '127.0.0.1';
+        return arg.startsWith('/') ? join(image.root, arg) : arg;
+      });
+      return start(argv, { cwd, env });
+    };
     const mocks = { legacy: mock('legacy'), new: mock('new') };
     children.push(mocks.legacy, mocks.new);
     const urls: Record<string, string> = {};
     for (const [name, m] of Object.entries(mocks)) {
-      urls[name] = String((await m.waitFor((l) => l.msg === 'mock upstream listening')).url);
+      const line = await m.waitFor((l) => l.msg === 'mock upstream listening');
+      check(line.name === name, `the ${name} mock calls itself ${line.name}`);
+      urls[name] = String(line.url);
+      // Compose's latencies are for watching; these streams should be quick.
+      await fetch(`${urls[name]}/_mock/behavior`, {
+        method: 'PUT',
+        body: JSON.stringify({ ttfb: 5, tokens: 3, tokenIntervalMs: 1 }),
+      });
     }
 
     // docker/veer.yaml at the mount path the image documents, with this machine's ports and mocks.
