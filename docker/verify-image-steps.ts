@@ -364,7 +364,7 @@ function start(argv: string[], options: { cwd: string; env: NodeJS.ProcessEnv })
   return {
     child,
     lines,
-    output: () => text.slice(-4000),
+    output: () => text,
     exited,
     waitFor(match, timeoutMs = 15_000) {
       return new Promise((resolve, reject) => {
@@ -541,6 +541,16 @@ export async function verifyImageSteps(options: { keep?: boolean; log?: Log } = 
     log(`proxy: 20 streams, legacy ${seen.legacy}, new ${seen.new}`);
     const metrics = await (await fetch(`${admin}/metrics`)).text();
     check(/veer_requests_total\{[^}]*upstream="new"/.test(metrics), '/metrics has no veer_requests_total for new');
+    // `docker exec <container> veer status`: the operator CLI from the image's PATH, with the container's env.
+    const status = start(['veer', 'status', '--json'], {
+      cwd,
+      env: { ...env, VEER_ADMIN: admin, VEER_ADMIN_TOKEN: token },
+    });
+    const statusCode = await status.exited;
+    check(statusCode === 0, `veer status exited ${statusCode}:\n${status.output()}`);
+    const rolloutId = (JSON.parse(status.output()) as { rollout?: { id?: string } }).rollout?.id;
+    check(rolloutId === doc.rollout.id, `veer status reported rollout ${rolloutId}`);
+    log(`veer status: rollout ${rolloutId}`);
     // The built assets (e.g. the dashboard page) must be in the image: a 5xx means something is missing.
     const page = await fetch(`${admin}/`);
     check(page.status < 500, `GET / on the admin listener answered ${page.status}: ${await page.text()}`);
@@ -570,7 +580,7 @@ export async function verifyImageSteps(options: { keep?: boolean; log?: Log } = 
     }
     check(body.includes('data: [DONE]'), `the open stream was cut by the drain: ${body.slice(-200)}`);
     const code = await veer.exited;
-    check(code === 0, `veer exited ${code} after ${image.config.stopSignal}:\n${veer.output()}`);
+    check(code === 0, `veer exited ${code} after ${image.config.stopSignal}:\n${veer.output().slice(-4000)}`);
     const stopped = veer.lines.find((l) => l.msg === 'veer stopped');
     check(stopped?.forced === 0, `veer forced streams closed: ${JSON.stringify(stopped)}`);
     log(`drain: the open stream finished, exit 0 ${Date.now() - stopAt} ms after ${image.config.stopSignal}`);

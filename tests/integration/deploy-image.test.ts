@@ -60,7 +60,7 @@ describe('docker/Dockerfile', () => {
     expect(ignored('src/veer-state.json')).toBe(true);
   });
 
-  it('builds and runs outside Docker: installs, builds, runs `veer run` from the production tree, proxies and drains on SIGTERM', async () => {
+  it('builds and runs outside Docker: installs, builds, runs `veer run` from the production tree, proxies, answers `veer status` and drains on SIGTERM', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'docker/verify-image-steps.ts')], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -76,6 +76,7 @@ describe('docker/Dockerfile', () => {
     expect(code, out).toBe(0);
     expect(out).toContain('healthcheck: exit 0');
     expect(out).toMatch(/proxy: 20 streams, legacy \d+, new \d+/);
+    expect(out).toContain('veer status: rollout compose-demo');
     expect(out).toMatch(/drain: the open stream finished, exit 0/);
     expect(out).toContain('healthcheck: fails once veer is gone');
   }, 90_000);
