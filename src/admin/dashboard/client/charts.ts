@@ -152,6 +152,10 @@ export class Charts {
       } else {
         d.plot.setData(data);
       }
+      // Unless someone is hovering over the chart, its legend shows the latest values.
+      if (points.length > 0 && d.plot.cursor.left !== undefined && d.plot.cursor.left < 0) {
+        d.plot.setLegend({ idx: points.length - 1 });
+      }
       el.dataset.points = String(points.length);
       // What a screen reader hears instead of the picture: the latest value of every line.
       d.summary.textContent = latest

@@ -54,7 +54,7 @@ export function renderHeader(status: Status, skewMs: number): void {
     r.steps.length === 0
       ? 'no steps configured'
       : r.step === null
-        ? `between steps (${r.steps.join(' → ')} %)`
+        ? `off the steps (${r.steps.join(' → ')} %)`
         : `${r.step + 1} of ${r.steps.length} (${r.steps.join(' → ')} %)`;
   const last = r.last_change;
   const since = $('last-change');
