@@ -2,6 +2,7 @@
 
 import { realpathSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +105,8 @@ function completion(b: MockBehavior, chat: boolean): string {
 export interface MockUpstream {
   readonly url: string;
   readonly port: number;
+  /** http://HOST:PORT of the h2c (prior knowledge) listener, when started with `h2: true`. */
+  readonly h2Url: string | undefined;
   behavior: MockBehavior;
   readonly stats: MockStats;
   set(partial: Partial<MockBehavior>): void;
@@ -114,6 +117,16 @@ export interface MockUpstream {
 export interface MockOptions extends Partial<MockBehavior> {
   port?: number;
   host?: string;
+  /** Also serve the same routes over h2c on a second port (the bench's direct HTTP/2 baseline). */
+  h2?: boolean;
+  h2Port?: number;
+}
+
+/** Cuts a response mid-stream: the TCP connection for HTTP/1.1, only the stream for HTTP/2. */
+function cut(res: ServerResponse): void {
+  const stream = (res as unknown as { stream?: http2.ServerHttp2Stream }).stream;
+  if (stream) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  else res.socket?.destroy();
 }
 
 /**
@@ -122,7 +135,7 @@ export interface MockOptions extends Partial<MockBehavior> {
  * the request's method, headers and body), GET /_mock/bytes?n=N (N bytes).
  */
 export async function startMockUpstream(options: MockOptions = {}): Promise<MockUpstream> {
-  const { port = 0, host = '127.0.0.1', ...initial } = options;
+  const { port = 0, host = '127.0.0.1', h2 = false, h2Port = 0, ...initial } = options;
   const behavior: MockBehavior = { ...DEFAULT_BEHAVIOR, ...initial };
   const stats: MockStats = {
     requests: 0,
@@ -167,30 +180,31 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       return; // never answers; counted as aborted when the client gives up
     }
     const ttfb = drawLatency(b.ttfb);
+    // A TTFB of 0 answers at once: setTimeout(0) would still wait for the next timer tick (~1 ms).
+    const after = (ms: number, fn: () => void) => {
+      if (ms <= 0) fn();
+      else timers.push(setTimeout(fn, ms));
+    };
     if (roll < b.hangRate + b.errorRate) {
-      timers.push(
-        setTimeout(() => {
-          done('errors');
-          res.writeHead(500, { 'content-type': 'application/json', 'x-mock-upstream': b.name });
-          res.end(JSON.stringify({ error: { message: 'mock failure', type: 'server_error' } }));
-        }, ttfb),
-      );
+      after(ttfb, () => {
+        done('errors');
+        res.writeHead(500, { 'content-type': 'application/json', 'x-mock-upstream': b.name });
+        res.end(JSON.stringify({ error: { message: 'mock failure', type: 'server_error' } }));
+      });
       return;
     }
     const willReset = roll < b.hangRate + b.errorRate + b.resetRate;
     if (!stream) {
-      timers.push(
-        setTimeout(() => {
-          const text = completion(b, chat);
-          done('completed');
-          res.writeHead(200, {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(text),
-            'x-mock-upstream': b.name,
-          });
-          res.end(text);
-        }, ttfb),
-      );
+      after(ttfb, () => {
+        const text = completion(b, chat);
+        done('completed');
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          'x-mock-upstream': b.name,
+        });
+        res.end(text);
+      });
       return;
     }
     const headers = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-mock-upstream': b.name };
@@ -207,7 +221,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
         i++;
         if (willReset) {
           done('resets');
-          res.socket?.destroy();
+          cut(res);
           return;
         }
         timers[0] = setTimeout(next, b.tokenIntervalMs);
@@ -217,7 +231,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       res.end('data: [DONE]\n\n');
       done('completed');
     };
-    timers.push(setTimeout(next, ttfb));
+    after(ttfb, next);
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
@@ -278,15 +292,13 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
     res.end('{"error":{"message":"not found"}}');
   };
 
-  const server = http.createServer(
-    { keepAliveTimeout: 65_000, headersTimeout: 60_000, requestTimeout: 0 },
-    (req, res) => {
-      stats.requests++;
-      const parts: Buffer[] = [];
-      req.on('data', (c: Buffer) => parts.push(c));
-      req.on('end', () => handle(req, res, Buffer.concat(parts)));
-    },
-  );
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    stats.requests++;
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => handle(req, res, Buffer.concat(parts)));
+  };
+  const server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 60_000, requestTimeout: 0 }, onRequest);
   server.maxHeadersCount = 0;
   server.on('connection', (s) => {
     sockets.add(s);
@@ -295,9 +307,27 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
   await new Promise<void>((resolve) => server.listen(port, host, resolve));
   const address = server.address() as AddressInfo;
 
+  let h2Server: http2.Http2Server | undefined;
+  const sessions = new Set<http2.Http2Session>();
+  if (h2) {
+    // The compatibility API gives the same req/res shapes, so one handler serves both protocols.
+    h2Server = http2.createServer({ settings: { maxConcurrentStreams: 10_000 } }, (req, res) =>
+      onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+    );
+    h2Server.on('session', (session: http2.Http2Session) => {
+      sessions.add(session);
+      session.on('close', () => sessions.delete(session));
+      session.on('error', () => {});
+    });
+    const srv = h2Server;
+    await new Promise<void>((resolve) => srv.listen(h2Port, host, resolve));
+  }
+  const h2Address = h2Server?.address() as AddressInfo | undefined;
+
   const mock: MockUpstream = {
     url: `http://${host}:${address.port}`,
     port: address.port,
+    h2Url: h2Address ? `http://${host}:${h2Address.port}` : undefined,
     behavior,
     stats,
     set(partial) {
@@ -306,9 +336,15 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
     resetStats() {
       Object.assign(stats, { requests: 0, completed: 0, aborted: 0, errors: 0, resets: 0, hangs: 0, lastAbortAt: 0 });
     },
-    close() {
+    async close() {
       for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.destroy();
+      const closing = [new Promise<void>((resolve) => server.close(() => resolve()))];
+      if (h2Server) {
+        const srv = h2Server;
+        closing.push(new Promise<void>((resolve) => srv.close(() => resolve())));
+      }
+      await Promise.all(closing);
     },
   };
   return mock;
@@ -324,6 +360,7 @@ async function main(): Promise<void> {
       tokens: { type: 'string', default: '8' },
       interval: { type: 'string', default: '10' },
       'error-rate': { type: 'string', default: '0' },
+      h2: { type: 'boolean', default: false },
     },
   });
   const mock = await startMockUpstream({
@@ -334,8 +371,11 @@ async function main(): Promise<void> {
     tokens: Number(values.tokens),
     tokenIntervalMs: Number(values.interval),
     errorRate: Number(values['error-rate']),
+    h2: values.h2,
   });
-  process.stdout.write(`${JSON.stringify({ msg: 'mock upstream listening', name: values.name, url: mock.url })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'mock upstream listening', name: values.name, url: mock.url, h2_url: mock.h2Url })}\n`,
+  );
   const stop = () => void mock.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -1,0 +1,69 @@
+// Load shapes the scenarios share: N concurrent loops (closed), a fixed arrival rate (open), and alternating rounds.
+
+/** `concurrency` loops, each firing its next request when the previous one ends, until the deadline. */
+export async function closedLoop(
+  concurrency: number,
+  durationMs: number,
+  fire: (slot: number) => Promise<unknown>,
+  options: { staggerMs?: number } = {},
+): Promise<void> {
+  const deadline = performance.now() + durationMs;
+  const loop = async (slot: number) => {
+    // Spreading the first requests keeps N streams of equal length from starting (and ending) in lockstep.
+    if (options.staggerMs) await sleep((slot / concurrency) * options.staggerMs);
+    while (performance.now() < deadline) await fire(slot);
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
+}
+
+/**
+ * Requests at a fixed rate regardless of how fast answers come (open loop), so a slow proxy cannot
+ * slow the arrivals down and hide its latency. Requests beyond `maxInFlight` are counted as skipped.
+ */
+export async function fixedRate(
+  ratePerS: number,
+  durationMs: number,
+  fire: () => Promise<unknown>,
+  maxInFlight = 10_000,
+): Promise<{ sent: number; skipped: number }> {
+  const start = performance.now();
+  let sent = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  const running = new Set<Promise<unknown>>();
+  while (true) {
+    const elapsed = performance.now() - start;
+    if (elapsed >= durationMs) break;
+    const due = Math.floor((elapsed / 1000) * ratePerS);
+    while (sent + skipped < due) {
+      if (inFlight >= maxInFlight) {
+        skipped++;
+        continue;
+      }
+      sent++;
+      inFlight++;
+      const p = fire().finally(() => {
+        inFlight--;
+        running.delete(p);
+      });
+      running.add(p);
+    }
+    await sleep(1);
+  }
+  await Promise.all(running);
+  return { sent, skipped };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export type Side = 'direct' | 'veer';
+
+/**
+ * The order of sides per round: ABBA-style (direct first in even rounds, veer first in odd ones), so a
+ * drift in machine load over the run weighs on both sides alike.
+ */
+export function sidesOf(round: number): Side[] {
+  return round % 2 === 0 ? ['direct', 'veer'] : ['veer', 'direct'];
+}

@@ -1,0 +1,45 @@
+// Alternating rounds, direct and through veer in the same run, with veer's CPU time measured over its own rounds.
+
+import { type Side, sidesOf } from './load.js';
+import type { VeerProcess } from './veer-process.js';
+
+export interface RoundOutput {
+  /** Requests (or events) that succeeded; veer's CPU time is divided by this. */
+  ok: number;
+}
+
+export interface Alternated<T> {
+  direct: T[];
+  veer: T[];
+  /** veer's user+sys CPU seconds over its rounds only. */
+  veerCpuS: number;
+  /** The user-mode part of veerCpuS (the rest is the kernel's, mostly socket reads and writes). */
+  veerUserS: number;
+  veerOk: number;
+  /** Per veer round: CPU µs per ok unit. */
+  veerCpuUsPerOk: number[];
+}
+
+export async function alternate<T extends RoundOutput>(
+  rounds: number,
+  veer: VeerProcess,
+  run: (side: Side, round: number) => Promise<T>,
+): Promise<Alternated<T>> {
+  const out: Alternated<T> = { direct: [], veer: [], veerCpuS: 0, veerUserS: 0, veerOk: 0, veerCpuUsPerOk: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const side of sidesOf(round)) {
+      const before = veer.cpu();
+      const r = await run(side, round);
+      const after = veer.cpu();
+      const cpu = after.total - before.total;
+      out[side].push(r);
+      if (side === 'veer') {
+        out.veerCpuS += cpu;
+        out.veerUserS += after.user - before.user;
+        out.veerOk += r.ok;
+        out.veerCpuUsPerOk.push(r.ok > 0 ? (cpu * 1e6) / r.ok : Number.NaN);
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,139 @@
+// chunk-latency: inter-token gaps seen by the client vs written by the upstream, direct and through veer.
+
+import type { ScenarioContext } from '../lib/context.js';
+import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
+import { type Side, sleep } from '../lib/load.js';
+import { startMockHost } from '../lib/mocks.js';
+import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
+import { alternate } from '../lib/rounds.js';
+import { Samples } from '../lib/samples.js';
+import { guardNote, startVeer, type VeerProcess } from '../lib/veer-process.js';
+
+export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const q = ctx.quick;
+  const params = {
+    streams: q ? 50 : 200,
+    tokens: q ? 30 : 100,
+    tokenIntervalMs: 50,
+    rounds: q ? 1 : 3,
+  };
+  const streamMs = params.tokens * params.tokenIntervalMs;
+  const mocks = await startMockHost({ ttfb: 10, tokens: params.tokens, tokenIntervalMs: params.tokenIntervalMs });
+  const veer = await startVeer(mocks.legacy.url, mocks.new.url);
+  const figures: Figure[] = [];
+  const notes: string[] = [];
+  try {
+    const pools = { direct: benchPool(mocks.legacy.url, params.streams), veer: benchPool(veer.url, params.streams) };
+    let key = 0;
+    /**
+     * One stream per loop, all open at once; every event's gap to the previous one at the client minus
+     * the same gap at the mock (its `t` stamp) is the delay added on the way. The CPU window covers
+     * only the time when every stream is open, so it is per relayed event, not per request.
+     */
+    const round = async (side: Side, measureCpu: VeerProcess | undefined) => {
+      const added = new Samples();
+      let events = 0;
+      let failed = 0;
+      let cpu: { s: number; events: number } | undefined;
+      const window = measureCpu
+        ? (async () => {
+            await sleep(params.tokenIntervalMs + 300);
+            const c0 = measureCpu.cpu().total;
+            const e0 = events;
+            await sleep(streamMs - 2 * (params.tokenIntervalMs + 300));
+            cpu = { s: measureCpu.cpu().total - c0, events: events - e0 };
+          })()
+        : Promise.resolve();
+      const one = async (slot: number) => {
+        // Spread over one token interval, so events reach veer evenly rather than in bursts of N.
+        await sleep((slot / params.streams) * params.tokenIntervalMs);
+        {
+          let prevRecv = 0n;
+          let prevT = 0;
+          const t = await timedRequest(pools[side], chatRequest(`c-${key++}`, true), {
+            onEvent(recvNs, stamp) {
+              events++;
+              if (prevRecv !== 0n) added.add(Number(recvNs - prevRecv) / 1e6 - (stamp - prevT));
+              prevRecv = recvNs;
+              prevT = stamp;
+            },
+          });
+          if (t.status !== 200 || t.error) failed++;
+        }
+      };
+      await Promise.all(Array.from({ length: params.streams }, (_, i) => one(i)));
+      await window;
+      return { ok: cpu?.events ?? events, failed, added, events, cpu };
+    };
+    ctx.log('chunk-latency: warm-up');
+    await round('direct', undefined);
+    await round('veer', undefined);
+    ctx.log(`chunk-latency: ${params.streams} streams × ${params.tokens} tokens, ${params.rounds} rounds`);
+    const r = await alternate(params.rounds, veer, (side) => round(side, side === 'veer' ? veer : undefined));
+    await Promise.all([pools.direct.close(), pools.veer.close()]);
+    const pooled = (side: Side) => {
+      const s = new Samples();
+      for (const x of r[side]) s.addAll(x.added);
+      return s;
+    };
+    const d = pooled('direct');
+    const v = pooled('veer');
+    const cpuS = r.veer.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
+    const cpuEvents = r.veer.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
+    const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
+    figures.push(
+      figure({
+        key: 'chunk.delay_p50',
+        label: 'inter-token gap, client minus upstream, p50',
+        unit: 'ms',
+        noRatio: true,
+        direct: d.percentile(50),
+        veer: v.percentile(50),
+      }),
+      figure({
+        key: 'chunk.delay_p99',
+        label: 'inter-token gap, client minus upstream, p99',
+        unit: 'ms',
+        noRatio: true,
+        direct: d.percentile(99),
+        veer: v.percentile(99),
+        target: { of: 'added', max: 1 },
+      }),
+      figure({
+        key: 'chunk.delay_p999',
+        label: 'inter-token gap, client minus upstream, p99.9',
+        unit: 'ms',
+        noRatio: true,
+        direct: d.percentile(99.9),
+        veer: v.percentile(99.9),
+      }),
+      figure({
+        key: 'chunk.cpu_us_per_event',
+        label: 'proxy CPU per relayed SSE event',
+        unit: 'us',
+        value: (cpuS * 1e6) / Math.max(1, cpuEvents),
+        target: { of: 'value', max: 30 },
+      }),
+    );
+    notes.push(
+      `${d.count} direct and ${v.count} veer gaps; ${params.streams} streams open at once, ${(params.streams * 1000) / params.tokenIntervalMs} events/s; failed streams ${failed}.`,
+      `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
+    );
+  } finally {
+    const guarded = await guardNote(veer);
+    if (guarded) notes.push(guarded);
+    await veer.stop();
+    await mocks.stop();
+  }
+  return {
+    name: 'chunk-latency',
+    startedAt,
+    seconds: (performance.now() - started) / 1000,
+    quick: q,
+    params,
+    figures,
+    notes,
+  };
+}

@@ -1,0 +1,152 @@
+// micro: ns per bucketing decision, per t-digest insert, and per quantile read of a full 60 s window.
+
+import { Bench } from 'tinybench';
+import { SlidingWindow } from '../../src/measure/window.js';
+import { decide, makeTable } from '../../src/routing/table.js';
+import type { ScenarioContext } from '../lib/context.js';
+import { figure, type ScenarioResult } from '../lib/results.js';
+
+/** Draws of a lognormal around 300 ms: TTFB-like values, so digests grow the way they do in service. */
+function ttfbValues(n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const z = Math.sqrt(-2 * Math.log(Math.random() || 1e-12)) * Math.cos(2 * Math.PI * Math.random());
+    out[i] = 300 * Math.exp(0.5 * z);
+  }
+  return out;
+}
+
+export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const time = ctx.quick ? 150 : 1500;
+  // Timer reads cost ~30–50 ns: inner batches keep them out of per-operation figures.
+  const BATCH = 1000;
+  const bench = new Bench({ time, warmupTime: ctx.quick ? 50 : 300, iterations: 5 });
+
+  const table = makeTable({
+    rolloutId: 'bench',
+    salt: 'bench-2026',
+    weightBp: 2000,
+    state: 'progressing',
+    overrides: [['tester-1', 'new']],
+    forceHeader: undefined,
+    version: 1,
+  });
+  const keys = Array.from({ length: 4096 }, (_, i) => `user-${(i * 7919) % 1_000_003}-${i}`);
+  let k = 0;
+  let sink = 0;
+  const batched = (op: () => void) => () => {
+    const t0 = bench.now();
+    for (let i = 0; i < BATCH; i++) op();
+    const elapsed = bench.now() - t0;
+    return { overriddenDuration: elapsed / BATCH, overriddenIterationCost: elapsed };
+  };
+  bench.add(
+    'bucketing',
+    batched(() => {
+      sink += decide(table, keys[k++ & 4095], undefined).bucket;
+    }),
+  );
+
+  // One insert as the recorder makes it: the sample lands in the open slice's TTFB digest.
+  let now = 1_000_000;
+  const clock = () => now;
+  const values = ttfbValues(1 << 16);
+  let v = 0;
+  const insertWindow = new SlidingWindow({ windowMs: 60_000, slices: 6, clock });
+  bench.add(
+    'digest insert',
+    batched(() => {
+      insertWindow.record('ok', values[v++ & 0xffff], undefined);
+    }),
+  );
+
+  // A 60 s window at 1,000 samples/s in every one of its 6 slices, read as the guard reads it.
+  const rate = 1000;
+  const readWindow = new SlidingWindow({ windowMs: 60_000, slices: 6, clock });
+  const fill = (ms: number) => {
+    for (let t = 0; t < ms; t += 1000 / rate) {
+      now += 1000 / rate;
+      readWindow.record('ok', values[v++ & 0xffff], values[v & 0xffff]! * 2);
+    }
+  };
+  fill(60_000);
+  const read = () => {
+    const s = readWindow.snapshot();
+    sink += (s.ttfbQuantile(0.95) ?? 0) + (s.ttfbQuantile(0.99) ?? 0) + (s.durationQuantile(0.95) ?? 0);
+  };
+  // Warm: one new sample since the last read, so the open slice is merged again with the cached closed ones.
+  bench.add('window read (warm)', read, {
+    beforeEach() {
+      readWindow.record('ok', values[v++ & 0xffff], undefined);
+    },
+  });
+
+  ctx.log(`micro: ${bench.tasks.length} tasks, ${time} ms each`);
+  await bench.run();
+
+  // Cold: the ring rotated, so every closed slice is merged afresh (the first read of each slice
+  // period). Refilling a slice between reads takes far longer than the read, so this is timed by hand.
+  const coldReads: number[] = [];
+  for (let i = 0; i < (ctx.quick ? 4 : 30); i++) {
+    fill(10_000);
+    const t0 = performance.now();
+    read();
+    coldReads.push(performance.now() - t0);
+  }
+  coldReads.sort((a, b) => a - b);
+  if (sink === 42) ctx.log('');
+
+  const mean = (name: string) => {
+    const r = bench.getTask(name)?.result;
+    if (!r || !('latency' in r)) throw new Error(`micro: task ${name} did not complete`);
+    return { p50: r.latency.p50, mean: r.latency.mean, samples: r.latency.samplesCount };
+  };
+  const ns = (ms: number) => ms * 1e6;
+  const bucketing = mean('bucketing');
+  const insert = mean('digest insert');
+  const warm = mean('window read (warm)');
+  const cold = { p50: coldReads[coldReads.length >> 1]!, samples: coldReads.length, max: coldReads.at(-1)! };
+  return {
+    name: 'micro',
+    startedAt,
+    seconds: (performance.now() - started) / 1000,
+    quick: ctx.quick,
+    params: { timePerTaskMs: time, batch: BATCH, window: '60s / 6 slices, 1,000 samples/s' },
+    figures: [
+      figure({
+        key: 'bucketing.ns',
+        label: 'bucketing decision (decide with a key), median',
+        unit: 'ns',
+        value: ns(bucketing.p50),
+        target: { of: 'value', max: 150 },
+      }),
+      figure({
+        key: 'digest_insert.ns',
+        label: 't-digest insert (window.record), median',
+        unit: 'ns',
+        value: ns(insert.p50),
+        target: { of: 'value', max: 300 },
+      }),
+      figure({
+        key: 'window_read_cold.ms',
+        label: '60 s window quantile read after rotation (p95, p99, duration p95), median',
+        unit: 'ms',
+        value: cold.p50,
+        target: { of: 'value', max: 2 },
+      }),
+      figure({
+        key: 'window_read_warm.ms',
+        label: '60 s window quantile read, closed slices cached, median',
+        unit: 'ms',
+        value: warm.p50,
+        target: { of: 'value', max: 2 },
+      }),
+    ],
+    notes: [
+      `Medians of ${bucketing.samples}/${insert.samples} batches of ${BATCH} calls (bucketing/insert); means ${ns(bucketing.mean).toFixed(0)} ns / ${ns(insert.mean).toFixed(0)} ns (an insert's mean includes the periodic digest compression).`,
+      `Window reads: ${cold.samples} cold (slowest ${cold.max.toFixed(2)} ms) and ${warm.samples} warm samples; a cold read merges the 5 closed slices' centroids afresh, a warm one merges only the open slice into the cached rest.`,
+    ],
+  };
+}
