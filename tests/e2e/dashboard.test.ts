@@ -195,6 +195,26 @@ describe('dashboard in a real browser', () => {
     await page.waitForSelector('#state[data-state="killed"]', { timeout: 5000 });
     await page.waitForSelector('#audit tbody tr[data-action="kill"]', { timeout: 5000 });
     expect(await page.textContent('#audit tbody tr[data-action="kill"]')).toContain('admin:oncall');
+  });
+
+  it("promotes, resumes and sets the weight with the token, showing a refusal in the API's words", async () => {
+    const result = () => page.textContent('#action-result');
+    await page.fill('#promote-reason', 'looks fine now');
+    await page.click('#promote-form button[type="submit"]');
+    await expect.poll(result, { timeout: 5000 }).toContain('Promote refused: 409 conflict:');
+    expect(await result()).toContain('killed');
+    await page.click('#resume-form button[type="submit"]');
+    // A resume returns to exactly where the kill found the rollout.
+    await expect.poll(result, { timeout: 5000 }).toContain('Resume: done');
+    expect(await result()).toContain('The rollout is rolled back at 0 %.');
+    stack.next.set({ ttfb: 5 });
+    await page.fill('#weight-percent', '10');
+    await page.fill('#weight-reason', 'retry on a small cohort');
+    await page.press('#weight-reason', 'Enter');
+    await expect.poll(result, { timeout: 5000 }).toContain('Set weight: done');
+    expect(await result()).toContain('The rollout is progressing at 10 %.');
+    await page.waitForSelector('#audit tbody tr[data-action="weight"]', { timeout: 5000 });
+    expect(await page.textContent('#audit tbody tr[data-action="weight"]')).toContain('retry on a small cohort');
     expect(pageErrors).toEqual([]);
     expect(foreign).toEqual([]);
   });
