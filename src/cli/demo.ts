@@ -49,6 +49,7 @@ export async function runDemo(configPath: string): Promise<number> {
     `veer demo: proxy ${proxy}  admin ${admin ?? '(off)'}\n` +
       `  legacy mock ${legacy.url}, new mock ${next.url}, rollout "${config.rollout.id}" at ${veer.table.weightBp / 100}% on new\n` +
       `  try: curl -N -H 'x-user-id: alice' -d '{"stream":true}' ${proxy}/v1/chat/completions\n` +
+      (admin ? `  dashboard: ${admin}/ (paste the token below to act from it)\n` : '') +
       (demoToken
         ? `  operate it from another terminal: export VEER_ADMIN_TOKEN=${demoToken}; npm run veer -- status\n`
         : '') +
