@@ -133,6 +133,7 @@ export class Veer {
       onHttp1: this.proxy.handleHttp1,
       onHttp2: this.proxy.handleHttp2,
       logger: this.logger,
+      onRejected: (reason) => this.metrics.rejectedRequests.inc({ reason }),
     });
     this.metrics.live.connections = () => this.front.connections;
     this.series = new SeriesSampler({

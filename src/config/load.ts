@@ -263,6 +263,8 @@ export function buildConfig(
       maxConcurrentStreams: listen.max_concurrent_streams ?? 256,
       maxConnections: listen.max_connections ?? 10_000,
       maxSessionMemoryMb: listen.max_session_memory_mb ?? 10,
+      streamResetBurst: listen.stream_reset_burst ?? 200,
+      streamResetRate: listen.stream_reset_rate ?? 20,
     },
     upstreams: { legacy: upstreamConfig(raw.upstreams.legacy), new: upstreamConfig(raw.upstreams.new) },
     rollout: {

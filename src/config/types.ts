@@ -60,6 +60,10 @@ export interface Config {
     maxConcurrentStreams: number;
     maxConnections: number;
     maxSessionMemoryMb: number;
+    /** HTTP/2 streams a client may reset before they are answered, at once (token bucket size). */
+    streamResetBurst: number;
+    /** ...and per second after that (refill rate). */
+    streamResetRate: number;
   };
   upstreams: Record<UpstreamName, UpstreamConfig>;
   rollout: {

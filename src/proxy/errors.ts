@@ -6,6 +6,7 @@ export type ProxyErrorCode =
   | 'upstream_reset'
   | 'bad_gateway'
   | 'bad_request'
+  | 'request_timeout'
   | 'draining';
 
 export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
@@ -14,9 +15,13 @@ export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   upstream_reset: 502,
   bad_gateway: 502,
   bad_request: 400,
+  request_timeout: 408,
   draining: 503,
 };
 
 export function errorBody(code: string, message: string): string {
   return JSON.stringify({ error: { code, message } });
 }
+
+/** The error veer destroys an HTTP/2 stream with when its upstream failed after the headers went out. */
+export const UPSTREAM_FAILED_MID_STREAM = new Error('upstream failed mid-stream');

@@ -1,14 +1,15 @@
 // One proxied request: relays it to its upstream through undici and the response back, unbuffered, and meters it.
 
 import type { ServerResponse } from 'node:http';
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
-import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import { ERROR_STATUS, errorBody, type ProxyErrorCode, UPSTREAM_FAILED_MID_STREAM } from './errors.js';
 import type { Upstream } from './upstream.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
@@ -40,9 +41,21 @@ const CONNECT_ERROR_CODES = new Set([
   'UND_ERR_DESTROYED',
 ]);
 
+const { NGHTTP2_NO_ERROR } = constants;
+
+/**
+ * Bytes a client may have queued (unsent) before veer pauses the upstream. Node's 16 KiB stream
+ * high-water mark would pause an HTTP/2 stream every 16 chunks — its writes queue until nghttp2 sends
+ * them — and the pause/resume round trips cut its throughput tenfold. This is also the memory bound
+ * per stream for a client that reads slowly.
+ */
+const PAUSE_AT = 64 * 1024;
 const kTimeout = new Error('time to first byte exceeded');
 const kClientGone = new Error('client went away');
-const kUpstreamFailed = new Error('upstream failed mid-stream');
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
+}
 
 function onFirstByteTimeout(exchange: Exchange): void {
   exchange.firstByteTimedOut();
@@ -69,6 +82,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private responded = false;
   private done = false;
   private timedOut = false;
+  /** At the first-byte timeout, the client had not finished sending its request body. */
+  private clientSlow = false;
   private watchingDrain = false;
 
   constructor(
@@ -153,7 +168,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.bytesOut += chunk.length;
     if (this.done) return;
     const writable = this.res ?? this.stream!;
-    if (!writable.write(chunk)) {
+    if (!writable.write(chunk) && writable.writableLength >= PAUSE_AT) {
       controller.pause();
       if (!this.watchingDrain) {
         this.watchingDrain = true;
@@ -174,7 +189,13 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.done) return;
     this.endedAt = performance.now();
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.timedOut) {
+    if (this.timedOut && this.clientSlow) {
+      this.fail(
+        'client_abort',
+        'request_timeout',
+        'the request body did not arrive in time (upstream ttfb_timeout); the upstream was not at fault',
+      );
+    } else if (this.timedOut) {
       this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
     } else if (this.controller === undefined && CONNECT_ERROR_CODES.has(code)) {
       if (this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback) {
@@ -194,12 +215,28 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.done || this.firstByteAt !== 0) return;
     this.timedOut = true;
     if (this.controller) {
+      this.clientSlow = this.waitingForClientBody();
       this.controller.abort(kTimeout);
     } else {
       // Still queued or connecting: answer now; onRequestStart aborts it if it ever starts.
       this.endedAt = performance.now();
       this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
     }
+  }
+
+  /**
+   * The upstream cannot answer a request it has not fully received: when the client is still sending
+   * its body (nothing of it waits in veer's buffers), a first-byte timeout is the client's doing, and
+   * must not count against the upstream's SLO (a client trickling bodies to new could roll it back).
+   */
+  private waitingForClientBody(): boolean {
+    if (this.body === null) return false;
+    if (this.res) {
+      const req = this.res.req;
+      return !req.complete && req.readableLength === 0;
+    }
+    const stream = this.stream!;
+    return !stream.readableEnded && stream.readableLength === 0;
   }
 
   private clientClosed(): void {
@@ -233,7 +270,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       // destroy(err), not close(code): close() ends the writable side first, so the client would see
       // END_STREAM — a clean end — before the RST_STREAM. destroy(err) sends RST_STREAM(INTERNAL_ERROR).
       if (this.res) this.res.destroy();
-      else this.stream!.destroy(kUpstreamFailed);
+      else this.stream!.destroy(UPSTREAM_FAILED_MID_STREAM);
     } else {
       const status = ERROR_STATUS[code];
       this.status = status;
@@ -244,12 +281,22 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
         'cache-control': 'no-store',
       };
       if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
+      const unfinishedBody = code === 'request_timeout';
       if (this.res) {
-        if (!this.res.headersSent && !this.res.destroyed) this.res.writeHead(status, headers).end(body);
+        // The rest of an unfinished body would be read as the next request: close the connection, with a
+        // moment for the client to read the answer (closing with unread input would send a TCP RST).
+        if (unfinishedBody) headers.connection = 'close';
+        if (!this.res.headersSent && !this.res.destroyed) {
+          const socket = this.res.socket;
+          this.res.writeHead(status, headers).end(body);
+          if (unfinishedBody && socket) setTimeout(destroySocket, 250, socket).unref();
+        }
       } else if (!this.stream!.destroyed && !this.stream!.headersSent) {
         headers[':status'] = status;
-        this.stream!.respond(headers);
-        this.stream!.end(body);
+        const stream = this.stream!;
+        stream.respond(headers);
+        // RST_STREAM(NO_ERROR) after the answer tells the client to stop sending (RFC 9113 §8.1).
+        stream.end(body, unfinishedBody ? () => stream.close(NGHTTP2_NO_ERROR) : undefined);
       }
     }
     this.finish(outcome);

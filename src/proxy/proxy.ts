@@ -30,6 +30,18 @@ function ignoreStreamError(): void {}
 
 type OutHeaders = Record<string, string | string[] | undefined>;
 
+/** A header list's size as HTTP/2 counts it (RFC 9113 §6.5.2): name and value octets plus 32 per field. */
+function headerListSize(headers: IncomingHttpHeaders): number {
+  let size = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) size += name.length + v.length + 32;
+    else size += name.length + String(value).length + 32;
+  }
+  return size;
+}
+
 function upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
   const out: OutHeaders = {};
   const connection = src.connection;
@@ -70,11 +82,13 @@ export class ProxyHandler {
   routing: Config['routing'];
   readonly ctx: ExchangeContext;
   private readonly metrics: Metrics;
+  private readonly maxHeaderSize: number;
 
   constructor(options: ProxyOptions) {
     this.table = options.table;
     this.routing = options.config.routing;
     this.metrics = options.metrics;
+    this.maxHeaderSize = options.config.listen.maxHeaderSize;
     const fallbacks = options.metrics.fallbacks;
     this.ctx = {
       upstreams: options.upstreams,
@@ -137,6 +151,18 @@ export class ProxyHandler {
       this.reject(undefined, stream, `request target must be a path, got "${path.slice(0, 64)}"`);
       return;
     }
+    // node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged veer's SETTINGS;
+    // a client that never does could send header blocks up to the session memory cap.
+    if (headerListSize(reqHeaders) > this.maxHeaderSize) {
+      this.reject(
+        undefined,
+        stream,
+        `request header block larger than listen.max_header_size (${this.maxHeaderSize} bytes)`,
+        431,
+        'header_too_large',
+      );
+      return;
+    }
     const socket = stream.session?.socket;
     const clientAddress = socket?.remoteAddress;
     const proto = (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http';
@@ -160,13 +186,19 @@ export class ProxyHandler {
     ).start();
   };
 
-  private reject(res: ServerResponse | undefined, stream: ServerHttp2Stream | undefined, message: string): void {
-    this.metrics.rejectedRequests.inc({ reason: 'bad_request' });
+  private reject(
+    res: ServerResponse | undefined,
+    stream: ServerHttp2Stream | undefined,
+    message: string,
+    status = 400,
+    reason = 'bad_request',
+  ): void {
+    this.metrics.rejectedRequests.inc({ reason });
     const body = errorBody('bad_request', message);
     const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-    if (res) res.writeHead(400, headers).end(body);
+    if (res) res.writeHead(status, headers).end(body);
     else if (stream) {
-      stream.respond({ ':status': 400, ...headers });
+      stream.respond({ ':status': status, ...headers });
       stream.end(body);
     }
   }

@@ -4,12 +4,17 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { UPSTREAM_FAILED_MID_STREAM } from './errors.js';
+import { ResetBudget } from './reset-budget.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const TLS_HANDSHAKE = 0x16;
+/** The reason a session is closed for resetting too fast (an error, or node would send GOAWAY NO_ERROR). */
+const RESET_FLOOD = new Error('client reset streams too fast');
 
 export type Protocol = 'http/1.1' | 'h2c' | 'h2' | 'https/1.1';
 
@@ -18,7 +23,13 @@ export interface FrontListenerOptions {
   onHttp1: (req: IncomingMessage, res: ServerResponse) => void;
   onHttp2: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
   logger: Logger;
+  /** Called when veer turns a client away itself: a malformed HTTP/1.1 request, an abusive HTTP/2 session. */
+  onRejected?: (reason: RejectReason) => void;
+  /** Monotonic milliseconds for the reset budget; tests step it. */
+  clock?: () => number;
 }
+
+export type RejectReason = 'bad_request' | 'header_too_large' | 'request_timeout' | 'stream_reset_flood';
 
 /**
  * node's `allowHTTP1` answers HTTP/1.1 on a plaintext port with SETTINGS+GOAWAY (nodejs/node#26795),
@@ -34,10 +45,14 @@ export class FrontListener {
   private readonly sockets = new Set<net.Socket>();
   private readonly sessions = new Set<Http2Session>();
   private readonly options: FrontListenerOptions;
+  /** Sessions already being closed for resetting too fast. */
+  private readonly calmed = new WeakSet<Http2Session>();
+  private readonly clock: () => number;
   private draining = false;
 
   constructor(options: FrontListenerOptions) {
     this.options = options;
+    this.clock = options.clock ?? (() => performance.now());
     const l = options.listen;
     this.h1 = http.createServer(
       {
@@ -60,11 +75,13 @@ export class FrontListener {
         const body = JSON.stringify({
           error: { code: timedOut ? 'request_timeout' : 'bad_request', message: err.code ?? 'malformed request' },
         });
+        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
         const status = timedOut
           ? '408 Request Timeout'
-          : err.code === 'HPE_HEADER_OVERFLOW'
+          : tooLarge
             ? '431 Request Header Fields Too Large'
             : '400 Bad Request';
+        options.onRejected?.(timedOut ? 'request_timeout' : tooLarge ? 'header_too_large' : 'bad_request');
         socket.end(
           `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
         );
@@ -89,6 +106,8 @@ export class FrontListener {
     this.h2.on('stream', options.onHttp2);
     this.h2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
+      const budget = new ResetBudget(l.streamResetBurst, l.streamResetRate, this.clock);
+      session.on('stream', (stream: ServerHttp2Stream) => this.watchResets(session, budget, stream));
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err) => options.logger.debug({ err: err.message }, 'h2 session error'));
       if (this.draining) session.close();
@@ -117,7 +136,8 @@ export class FrontListener {
     const { host, port } = this.options.listen;
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
+      // A burst of connections (an application starting up) must not overflow node's default backlog of 511.
+      this.server.listen({ host, port, backlog: 4096 }, () => {
         this.server.off('error', reject);
         resolve(this.server.address() as AddressInfo);
       });
@@ -169,6 +189,32 @@ export class FrontListener {
       }
     };
     socket.on('data', onData);
+  }
+
+  /**
+   * Rapid reset (CVE-2023-44487): every stream the client resets before veer finished answering spends
+   * from its session's budget; an empty budget ends the session with GOAWAY(ENHANCE_YOUR_CALM). nghttp2
+   * has its own limit, but after its GOAWAY node stops reading and keeps the socket until the idle
+   * timeout; this one closes the connection at once. Streams veer cut itself (a failed upstream) are
+   * not the client's doing and do not count.
+   */
+  private watchResets(session: Http2Session, budget: ResetBudget, stream: ServerHttp2Stream): void {
+    const spend = () => {
+      if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || stream.errored === UPSTREAM_FAILED_MID_STREAM) return;
+      if (session.destroyed || budget.spend() || this.calmed.has(session)) return;
+      this.calmed.add(session);
+      this.options.logger.warn(
+        { client: session.socket?.remoteAddress, reason: 'stream_reset_flood' },
+        'HTTP/2 client resets streams too fast: session closed (GOAWAY ENHANCE_YOUR_CALM)',
+      );
+      this.options.onRejected?.('stream_reset_flood');
+      // Not from inside this 'close': it runs within nghttp2's callback, and freeing the session there
+      // aborts the process (std::bad_alloc).
+      setImmediate(() => session.destroy(RESET_FLOOD, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
+    };
+    // A HEADERS and its RST_STREAM read in one chunk: the stream is closed before it is announced.
+    if (stream.closed) spend();
+    else stream.once('close', spend);
   }
 
   private handOver(socket: net.Socket, protocol: Protocol, server: net.Server | http2.Http2Server): void {

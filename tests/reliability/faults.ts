@@ -136,6 +136,15 @@ export function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
+/**
+ * Fds held by veer's pooled upstream connections (two each: veer's end and the in-process upstream's).
+ * They are reused, bounded by max_sockets, and kept as long as the upstream's keep-alive hint says.
+ */
+export function pooledFds(veer: Veer): number {
+  const { legacy, new: next } = veer.proxy.ctx.upstreams;
+  return 2 * (legacy.pool.stats.connected + next.pool.stats.connected);
+}
+
 /** veer_request_outcomes_total as `upstream/outcome` → count. */
 export async function outcomes(veer: Veer): Promise<Record<string, number>> {
   const metric = await veer.metrics.outcomes.get();

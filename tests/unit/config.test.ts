@@ -49,6 +49,8 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['listen.max_concurrent_streams', 100, 0, 'must be >= 1'],
   ['listen.max_connections', 5000, 1.5, 'must be integer'],
   ['listen.max_session_memory_mb', 20, 0, 'must be >= 1'],
+  ['listen.stream_reset_burst', 500, 0, 'must be >= 1'],
+  ['listen.stream_reset_rate', 50, -1, 'must be >= 0'],
   ['upstreams.legacy.url', 'https://legacy.internal:8443/base', 'ftp://x', 'must be an http(s) URL'],
   ['upstreams.new.url', 'http://10.0.0.2:8000', 'not a url', 'must be an http(s) URL'],
   ['upstreams.new.connect_timeout', '500ms', true, 'must be a duration'],
