@@ -84,12 +84,15 @@ function audit(m: Member): any[] {
     .map((l) => JSON.parse(l));
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 5000): Promise<T> {
+/** What the fleet looked like, for the message of a wait that timed out. */
+let picture: () => Promise<string> = async () => '';
+
+async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 8000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await f().catch(() => undefined);
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${await picture().catch(String)}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -136,6 +139,22 @@ describe('fleet mode: three sidecars, one redis', () => {
     return m;
   };
   const live = () => members.filter((m) => m.proc.child.exitCode === null && m.proc.child.signalCode === null);
+  picture = async () => {
+    const rows = await Promise.all(
+      live().map(async (m) => {
+        const st = await status(m).catch((e: Error) => ({ error: e.message }));
+        const fleetLines = m.proc.lines
+          .filter((l) => String(l.msg).startsWith('fleet') || String(l.msg).startsWith('rollout'))
+          .slice(-6)
+          .map(
+            (l) =>
+              `    ${l.msg} ${JSON.stringify({ ...l, msg: undefined, time: undefined, pid: undefined, hostname: undefined })}`,
+          );
+        return `  ${m.name}: ${JSON.stringify(st.rollout ?? st)}\n${fleetLines.join('\n')}`;
+      }),
+    );
+    return rows.join('\n');
+  };
 
   beforeAll(async () => {
     redisPort = await freePort();
