@@ -30,6 +30,15 @@ function ignoreStreamError(): void {}
 
 type OutHeaders = Record<string, string | string[] | undefined>;
 
+function hostLines(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') n++;
+  }
+  return n;
+}
+
 /** A header list's size as HTTP/2 counts it (RFC 9113 §6.5.2): name and value octets plus 32 per field. */
 function headerListSize(headers: IncomingHttpHeaders): number {
   let size = 0;
@@ -118,6 +127,12 @@ export class ProxyHandler {
     const path = req.url ?? '';
     if (path.charCodeAt(0) !== 47 /* '/' */) {
       this.reject(res, undefined, `request target must be a path, got "${path.slice(0, 64)}"`);
+      return;
+    }
+    // node keeps the first of several Host lines; a server behind may pick another (RFC 9112 §3.2: 400).
+    if (hostLines(req.rawHeaders) > 1) {
+      res.shouldKeepAlive = false;
+      this.reject(res, undefined, 'more than one Host header');
       return;
     }
     const socket = req.socket;
