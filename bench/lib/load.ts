@@ -58,12 +58,14 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export type Side = 'direct' | 'veer';
+/** Where a round's requests go: the upstream itself, veer, or the bare undici forwarder (a reference). */
+export type Side = 'direct' | 'veer' | 'bare';
 
 /**
- * The order of sides per round: ABBA-style (direct first in even rounds, veer first in odd ones), so a
- * drift in machine load over the run weighs on both sides alike.
+ * The order of sides per round: ABBA-style (direct first in even rounds, last in odd ones), so a drift
+ * in machine load over the run weighs on every side alike.
  */
-export function sidesOf(round: number): Side[] {
-  return round % 2 === 0 ? ['direct', 'veer'] : ['veer', 'direct'];
+export function sidesOf(round: number, withBare = false): Side[] {
+  const sides: Side[] = withBare ? ['direct', 'veer', 'bare'] : ['direct', 'veer'];
+  return round % 2 === 0 ? sides : sides.reverse();
 }

@@ -35,6 +35,18 @@ export function cpuTime(pid: number): CpuTime {
   return { user, system, total: user + system };
 }
 
+/**
+ * Seconds the process's main thread (for Node: the event loop) has spent runnable but waiting for a
+ * CPU (/proc/PID/schedstat, field 2). It grows when other work on the machine holds the cores.
+ */
+export function runQueueWait(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return Number.NaN; // kernels without schedstats
+  }
+}
+
 /** Resident set size in bytes (VmRSS of /proc/PID/status). */
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

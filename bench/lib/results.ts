@@ -54,9 +54,11 @@ export interface Report {
 /** Fills `ratio`/`added` from direct and veer, and `pass` from the target. */
 export function figure(f: Figure): Figure {
   const out = { ...f };
-  if (out.direct !== undefined && out.veer !== undefined) {
-    out.added ??= out.veer - out.direct;
-    if (out.direct > 0 && out.veer >= 0 && !out.noRatio) out.ratio ??= out.veer / out.direct;
+  // A reference row (e.g. the bare forwarder) compares its `value` with direct the way veer is compared.
+  const other = out.veer ?? (out.direct !== undefined ? out.value : undefined);
+  if (out.direct !== undefined && other !== undefined) {
+    out.added ??= other - out.direct;
+    if (out.direct > 0 && other >= 0 && !out.noRatio) out.ratio ??= other / out.direct;
   }
   if (out.target) {
     const v = out.target.of === 'added' ? out.added : out.target.of === 'veer' ? out.veer : out.value;
@@ -81,8 +83,10 @@ export function machine(): Report['machine'] {
   };
 }
 
-function num(v: number, unit: Unit): string {
-  if (!Number.isFinite(v)) return '–';
+function num(value: number, unit: Unit): string {
+  if (!Number.isFinite(value)) return '–';
+  // -0.0001 would print as "-0.000"
+  const v = Math.abs(value) < 0.0005 ? 0 : value;
   const abs = Math.abs(v);
   let digits: number;
   if (unit === 'count') digits = 0;
@@ -91,8 +95,7 @@ function num(v: number, unit: Unit): string {
   else if (abs >= 10) digits = 1;
   else if (abs >= 1) digits = 2;
   else digits = 3;
-  const s = v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  return s;
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }).replace('-', '−');
 }
 
 function withUnit(v: number | undefined, unit: Unit): string {
@@ -106,7 +109,7 @@ function withUnit(v: number | undefined, unit: Unit): string {
 
 function signed(v: number, unit: Unit): string {
   const s = withUnit(v, unit);
-  return v >= 0 ? `+${s}` : s.replace('-', '−');
+  return s.startsWith('−') ? s : `+${s}`;
 }
 
 function targetText(t: Target, unit: Unit): string {
@@ -119,7 +122,7 @@ function targetText(t: Target, unit: Unit): string {
 
 /** veer vs direct: the difference for latencies, the ratio for rates and counts. */
 function versus(f: Figure): string {
-  if (f.direct === undefined || f.veer === undefined) return '';
+  if (f.direct === undefined || (f.veer ?? f.value) === undefined) return '';
   if (f.unit === 'req/s' || f.unit === 'count') return f.ratio === undefined ? '' : `×${num(f.ratio, 'x')}`;
   const ratio = f.ratio === undefined ? '' : ` (×${num(f.ratio, 'x')})`;
   return `${signed(f.added ?? 0, f.unit)}${ratio}`;

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { entry, forkEntry, NODE_ARGS, spawnNode, stopChild } from './children.js';
-import { type CpuTime, cpuTime, rssBytes } from './proc.js';
+import { type CpuTime, cpuTime, rssBytes, runQueueWait } from './proc.js';
 
 export interface VeerProcess {
   pid: number;
@@ -140,4 +140,34 @@ export async function guardNote(veer: VeerProcess): Promise<string | undefined> 
   const g = await veer.guard().catch(() => undefined);
   if (!g || g.rollbacks === 0) return undefined;
   return `veer's SLO guard rolled back ${g.rollbacks} time(s) during this scenario (weight on new at the end: ${(g.weight * 100).toFixed(0)} %): the new upstream's TTFB p95 or error rate broke its rule, as measured by veer, and later traffic went to legacy.`;
+}
+
+/** prom-client samples the event loop with a 10 ms timer; its histogram records whole intervals. */
+export const ELD_RESOLUTION_S = 0.01;
+
+export interface LoopStats {
+  /** Event-loop delay beyond the sampling interval since the previous reading, ms. */
+  eldP99Ms: number;
+  eldMaxMs: number;
+  /** veer's GC pause time so far (all kinds), seconds; subtract two readings. */
+  gcSeconds: number;
+  /** Time veer's event loop spent waiting for a CPU so far, seconds; subtract two readings. */
+  waitSeconds: number;
+}
+
+/**
+ * veer's own event-loop delay (p99 and max since the last reading; reading resets prom-client's
+ * histogram) and cumulative GC time, from its /metrics.
+ */
+export async function loopStats(veer: VeerProcess): Promise<LoopStats> {
+  const text = await veer.metrics();
+  let gc = 0;
+  for (const m of text.matchAll(/^veer_nodejs_gc_duration_seconds_sum(?:\{[^}]*\})? ([^\s]+)/gm)) gc += Number(m[1]);
+  const beyond = (name: string) => Math.max(0, (metricValue(text, name) ?? Number.NaN) - ELD_RESOLUTION_S) * 1000;
+  return {
+    eldP99Ms: beyond('veer_nodejs_eventloop_lag_p99_seconds'),
+    eldMaxMs: beyond('veer_nodejs_eventloop_lag_max_seconds'),
+    gcSeconds: gc,
+    waitSeconds: runQueueWait(veer.pid),
+  };
 }

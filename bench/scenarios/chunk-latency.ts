@@ -4,10 +4,11 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { type Side, sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { guardNote, startVeer, type VeerProcess } from '../lib/veer-process.js';
+import { guardNote, loopStats, startBareForwarder, startVeer, type VeerProcess } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const started = performance.now();
@@ -22,10 +23,15 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
   const streamMs = params.tokens * params.tokenIntervalMs;
   const mocks = await startMockHost({ ttfb: 10, tokens: params.tokens, tokenIntervalMs: params.tokenIntervalMs });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
+  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
-    const pools = { direct: benchPool(mocks.legacy.url, params.streams), veer: benchPool(veer.url, params.streams) };
+    const pools = {
+      direct: benchPool(mocks.legacy.url, params.streams),
+      veer: benchPool(veer.url, params.streams),
+      bare: benchPool(bare?.url ?? mocks.legacy.url, params.streams),
+    };
     let key = 0;
     /**
      * One stream per loop, all open at once; every event's gap to the previous one at the client minus
@@ -37,6 +43,9 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       let events = 0;
       let failed = 0;
       let cpu: { s: number; events: number } | undefined;
+      const loop0 = measureCpu ? await loopStats(measureCpu) : undefined;
+      const wait0 = runQueueWait(process.pid);
+      const t0 = performance.now();
       const window = measureCpu
         ? (async () => {
             await sleep(params.tokenIntervalMs + 300);
@@ -65,14 +74,29 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       };
       await Promise.all(Array.from({ length: params.streams }, (_, i) => one(i)));
       await window;
-      return { ok: cpu?.events ?? events, failed, added, events, cpu };
+      const seconds = (performance.now() - t0) / 1000;
+      const loop1 = measureCpu ? await loopStats(measureCpu) : undefined;
+      const loop =
+        loop0 && loop1
+          ? {
+              eldP99Ms: loop1.eldP99Ms,
+              eldMaxMs: loop1.eldMaxMs,
+              gcMsPerS: ((loop1.gcSeconds - loop0.gcSeconds) * 1000) / seconds,
+              waitMsPerS: ((loop1.waitSeconds - loop0.waitSeconds) * 1000) / seconds,
+            }
+          : undefined;
+      const clientWaitMsPerS = ((runQueueWait(process.pid) - wait0) * 1000) / seconds;
+      return { ok: cpu?.events ?? events, failed, added, events, cpu, loop, clientWaitMsPerS };
     };
     ctx.log('chunk-latency: warm-up');
     await round('direct', undefined);
     await round('veer', undefined);
+    if (bare) await round('bare', undefined);
     ctx.log(`chunk-latency: ${params.streams} streams × ${params.tokens} tokens, ${params.rounds} rounds`);
-    const r = await alternate(params.rounds, veer, (side) => round(side, side === 'veer' ? veer : undefined));
-    await Promise.all([pools.direct.close(), pools.veer.close()]);
+    const r = await alternate(params.rounds, veer, (side) => round(side, side === 'veer' ? veer : undefined), {
+      withBare: bare !== undefined,
+    });
+    await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
     const pooled = (side: Side) => {
       const s = new Samples();
       for (const x of r[side]) s.addAll(x.added);
@@ -80,6 +104,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     };
     const d = pooled('direct');
     const v = pooled('veer');
+    const b = pooled('bare');
     const cpuS = r.veer.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
     const cpuEvents = r.veer.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
     const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
@@ -109,6 +134,18 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         direct: d.percentile(99.9),
         veer: v.percentile(99.9),
       }),
+      ...(bare
+        ? [
+            figure({
+              key: 'chunk.bare_delay_p99',
+              label: 'inter-token gap p99, reference: bare undici forwarder',
+              unit: 'ms',
+              noRatio: true,
+              direct: d.percentile(99),
+              value: b.percentile(99),
+            }),
+          ]
+        : []),
       figure({
         key: 'chunk.cpu_us_per_event',
         label: 'proxy CPU per relayed SSE event',
@@ -117,13 +154,17 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         target: { of: 'value', max: 30 },
       }),
     );
+    const loops = r.veer.map((x) => x.loop!);
+    const waits = [...r.direct, ...r.veer, ...r.bare].map((x) => x.clientWaitMsPerS);
     notes.push(
+      `veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s. The bench client waited for a CPU ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s across all rounds.`,
       `${d.count} direct and ${v.count} veer gaps; ${params.streams} streams open at once, ${(params.streams * 1000) / params.tokenIntervalMs} events/s; failed streams ${failed}.`,
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
     const guarded = await guardNote(veer);
     if (guarded) notes.push(guarded);
+    await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }

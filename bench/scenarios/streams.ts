@@ -9,12 +9,10 @@ import { startMockHost } from '../lib/mocks.js';
 import { fdLimit } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
 import type { HolderCounts } from '../lib/stream-holder.js';
-import { guardNote, metricValue, startVeer, type VeerProcess } from '../lib/veer-process.js';
+import { ELD_RESOLUTION_S, guardNote, metricValue, startVeer, type VeerProcess } from '../lib/veer-process.js';
 
 /** Streams per client process: each holds one socket per stream, well inside a 20,000-fd limit. */
 const PER_WORKER = 4500;
-/** prom-client samples the event loop with a 10 ms timer; its histogram records whole intervals. */
-const ELD_RESOLUTION_S = 0.01;
 
 function sum(list: HolderCounts[]): HolderCounts {
   const out: HolderCounts = { opened: 0, ok: 0, live: 0, ended: 0, failed: 0, events: 0, errors: {} };

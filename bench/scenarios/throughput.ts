@@ -30,10 +30,12 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
   const roundMs = params.roundSeconds * 1000;
   const mocks = await startMockHost({ ttfb: 0, tokens: 8 }, { h2: true });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
+  // References measured in the same run (not in quick mode): see 1b.
+  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
-    const url = (side: Side) => (side === 'veer' ? veer.url : mocks.legacy.url);
+    const url = (side: Side) => (side === 'veer' ? veer.url : side === 'bare' ? bare!.url : mocks.legacy.url);
 
     // 1. autocannon, HTTP/1.1 keep-alive, closed loop: how many req/s and at what CPU cost.
     const cannon = async (base: string, seconds: number) => {
@@ -88,12 +90,11 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
 
     // 1b. The same load on references measured in the same run: veer without its access log, and a bare
     // undici forwarder. They tell how much of veer's cost is its own work and how fast this machine is today.
-    if (!q) {
+    if (bare) {
       ctx.log('throughput: references (access log off, bare undici forwarder)');
       const quiet = await startVeer(mocks.legacy.url, mocks.new.url, {
         extra: { log: { level: 'info', access: false } },
       });
-      const bare = await startBareForwarder(mocks.legacy.url);
       try {
         const refs = [
           { name: 'quiet', url: quiet.url, cpu: () => quiet.cpu().total, perRound: [] as number[] },
@@ -123,18 +124,18 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
         );
       } finally {
         await quiet.stop();
-        await bare.stop();
       }
     }
 
     // 2. HTTP/2: one request per stream, 32 in flight over 2 sessions (direct: h2c to the mock).
-    const h2Url = (side: Side) => (side === 'veer' ? veer.url : mocks.legacy.h2Url!);
+    type H2Side = 'direct' | 'veer';
+    const h2Url = (side: H2Side) => (side === 'veer' ? veer.url : mocks.legacy.h2Url!);
     const sessions = {
       direct: await h2Sessions(h2Url('direct'), params.h2Sessions),
       veer: await h2Sessions(h2Url('veer'), params.h2Sessions),
     };
     let h2Key = 0;
-    const h2Round = async (side: Side, ms: number) => {
+    const h2Round = async (side: H2Side, ms: number) => {
       const lat = new Samples();
       let failed = 0;
       const t0 = performance.now();
@@ -157,9 +158,9 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     ctx.log('throughput: HTTP/2');
     await h2Round('direct', q ? 250 : 1000);
     await h2Round('veer', q ? 250 : 1000);
-    const h2 = await alternate(params.rounds, veer, (side) => h2Round(side, roundMs));
+    const h2 = await alternate(params.rounds, veer, (side) => h2Round(side as H2Side, roundMs));
     for (const s of Object.values(sessions).flat()) s.close();
-    const h2Side = (side: Side) => {
+    const h2Side = (side: H2Side) => {
       const lat = new Samples();
       for (const r of h2[side]) lat.addAll(r.lat);
       return { rps: median(h2[side].map((r) => r.rps)), lat, failed: h2[side].reduce((n, r) => n + r.failed, 0) };
@@ -194,6 +195,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     const pools = {
       direct: benchPool(url('direct'), params.fixedRateConnections),
       veer: benchPool(url('veer'), params.fixedRateConnections),
+      bare: benchPool(bare ? url('bare') : url('direct'), params.fixedRateConnections),
     };
     let frKey = 0;
     const frRound = async (side: Side, ms: number) => {
@@ -214,8 +216,9 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     ctx.log('throughput: fixed rate HTTP/1.1');
     await frRound('direct', q ? 250 : 1000);
     await frRound('veer', q ? 250 : 1000);
-    const fr = await alternate(params.rounds, veer, (side) => frRound(side, roundMs));
-    await Promise.all([pools.direct.close(), pools.veer.close()]);
+    if (bare) await frRound('bare', 1000);
+    const fr = await alternate(params.rounds, veer, (side) => frRound(side, roundMs), { withBare: bare !== undefined });
+    await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
     const frSide = (side: Side) => {
       const lat = new Samples();
       for (const r of fr[side]) lat.addAll(r.lat);
@@ -223,6 +226,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     };
     const frD = frSide('direct');
     const frV = frSide('veer');
+    const frB = frSide('bare');
     figures.push(
       figure({
         key: 'fixed.p50',
@@ -238,6 +242,17 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
         direct: frD.lat.percentile(99),
         veer: frV.lat.percentile(99),
       }),
+      ...(bare
+        ? [50, 99].map((p) =>
+            figure({
+              key: `fixed.bare_p${p}`,
+              label: `HTTP/1.1 at ${params.fixedRatePerS} req/s, latency p${p}, reference: bare undici forwarder`,
+              unit: 'us',
+              direct: frD.lat.percentile(p),
+              value: frB.lat.percentile(p),
+            }),
+          )
+        : []),
       figure({
         key: 'fixed.cpu_us_per_req',
         label: `proxy CPU per request, HTTP/1.1 at ${params.fixedRatePerS} req/s`,
@@ -254,6 +269,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
   } finally {
     const guarded = await guardNote(veer);
     if (guarded) notes.push(guarded);
+    await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }

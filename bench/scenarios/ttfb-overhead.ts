@@ -4,10 +4,11 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { closedLoop, type Side } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples, usSince } from '../lib/samples.js';
-import { guardNote, startVeer } from '../lib/veer-process.js';
+import { guardNote, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
@@ -31,17 +32,25 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
     tokenIntervalMs: params.tokenIntervalMs,
   });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
+  // The same path through the smallest undici forwarder: what any Node proxy adds on this machine today.
+  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
   const figures: Figure[] = [];
   const notes: string[] = [];
   let key = 0;
   try {
     for (const [level, n] of params.concurrency.entries()) {
-      const pools = { direct: benchPool(mocks.legacy.url, n), veer: benchPool(veer.url, n) };
+      const pools = {
+        direct: benchPool(mocks.legacy.url, n),
+        veer: benchPool(veer.url, n),
+        bare: benchPool(bare?.url ?? mocks.legacy.url, n),
+      };
       const round = async (side: Side, ms: number) => {
         const ttfb = new Samples();
         let failed = 0;
         let onNew = 0;
         let total = 0;
+        const loop0 = side === 'veer' ? await loopStats(veer) : undefined;
+        const wait0 = runQueueWait(process.pid);
         const t0 = performance.now();
         await closedLoop(
           n,
@@ -60,14 +69,28 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           },
           { staggerMs: streamMs },
         );
-        return { ok: total, failed, ttfb, onNew, total };
+        const loop1 = loop0 ? await loopStats(veer) : undefined;
+        const loop =
+          loop0 && loop1
+            ? {
+                eldP99Ms: loop1.eldP99Ms,
+                eldMaxMs: loop1.eldMaxMs,
+                gcMsPerS: ((loop1.gcSeconds - loop0.gcSeconds) * 1e6) / (performance.now() - t0),
+                waitMsPerS: ((loop1.waitSeconds - loop0.waitSeconds) * 1e6) / (performance.now() - t0),
+              }
+            : undefined;
+        const clientWaitMsPerS = ((runQueueWait(process.pid) - wait0) * 1e6) / (performance.now() - t0);
+        return { ok: total, failed, ttfb, onNew, total, loop, clientWaitMsPerS };
       };
       ctx.log(`ttfb-overhead: ${n} streams, warm-up`);
       await round('direct', q ? 600 : 2000);
       await round('veer', q ? 600 : 2000);
+      if (bare) await round('bare', 2000);
       ctx.log(`ttfb-overhead: ${n} streams, ${params.rounds} rounds`);
-      const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000));
-      await Promise.all([pools.direct.close(), pools.veer.close()]);
+      const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
+        withBare: bare !== undefined,
+      });
+      await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
       const pooled = (side: Side) => {
         const s = new Samples();
         for (const x of r[side]) s.addAll(x.ttfb);
@@ -75,6 +98,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       };
       const d = pooled('direct');
       const v = pooled('veer');
+      const b = pooled('bare');
       const onNew = r.veer.reduce((a, x) => a + x.onNew, 0);
       const total = r.veer.reduce((a, x) => a + x.total, 0);
       const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
@@ -98,6 +122,17 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           veer: v.percentile(99),
           target: { of: 'added', max: strict ? 1.5 : 8 },
         }),
+        ...(bare
+          ? [50, 99].map((p) =>
+              figure({
+                key: `c${n}.bare_ttfb_p${p}`,
+                label: `${n} streams: TTFB p${p}, reference: bare undici forwarder`,
+                unit: 'ms',
+                direct: d.percentile(p),
+                value: b.percentile(p),
+              }),
+            )
+          : []),
         figure({
           key: `c${n}.share_new`,
           label: `${n} streams: share on new (weight ${WEIGHT_PERCENT} %)`,
@@ -115,7 +150,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         const dd = r.direct[i]!.ttfb;
         return `${(x.ttfb.percentile(50) - dd.percentile(50)).toFixed(2)}/${(x.ttfb.percentile(99) - dd.percentile(99)).toFixed(2)}`;
       });
+      const loops = r.veer.map((x) => x.loop!);
+      const waits = [...r.direct, ...r.veer, ...r.bare].map((x) => x.clientWaitMsPerS);
       notes.push(
+        `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
         `${n} streams: ${d.count} direct and ${v.count} veer TTFB samples; added p50/p99 per round (ms): ${perRound.join(', ')}; share on new ${share.toFixed(2)} % of ${total} streams (binomial σ ${sigma.toFixed(2)} points); failed ${failed}.`,
       );
     }
@@ -126,6 +164,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   } finally {
     const guarded = await guardNote(veer);
     if (guarded) notes.push(guarded);
+    await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }
