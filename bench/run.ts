@@ -1,11 +1,13 @@
 // `npm run bench [-- <scenario>...]`: runs the scenarios in order, prints the table and writes the results files.
 
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { installCleanup, killChildren, ROOT, startedPids } from './lib/children.js';
 import type { Scenario } from './lib/context.js';
+import { fdLimits } from './lib/proc.js';
 import { type ScenarioResult, writeReport } from './lib/results.js';
 import { chunkLatency } from './scenarios/chunk-latency.js';
 import { micro } from './scenarios/micro.js';
@@ -31,7 +33,29 @@ scenarios: ${ORDER.join(', ')} (default: all, in this order)
   --strict   exit 1 when a target fails
 `;
 
+/** Open files the streams scenario wants per process (two sockets per proxied stream, and some). */
+const WANTED_FDS = 20_000;
+
+/**
+ * A soft open-files limit below the hard one (1024 is a common default) is raised for the whole run:
+ * the bench runs itself again under `ulimit -n`, and every child inherits the limit.
+ */
+function raiseFdLimit(): Promise<number> | undefined {
+  const { soft, hard } = fdLimits();
+  if (soft >= WANTED_FDS || hard <= soft || process.env.BENCH_FD_RAISED) return undefined;
+  const target = Math.min(hard, 65_536);
+  const child = spawn(
+    '/bin/sh',
+    ['-c', `ulimit -n ${target} && exec "$0" "$@"`, process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, BENCH_FD_RAISED: '1' } },
+  );
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => child.kill(signal));
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+}
+
 async function main(): Promise<number> {
+  const raised = raiseFdLimit();
+  if (raised) return raised;
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {

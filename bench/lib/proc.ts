@@ -54,11 +54,17 @@ export function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-/** The soft limit on open files of a process (RLIMIT_NOFILE, as /proc/PID/limits shows it). */
-export function fdLimit(pid: number | 'self' = 'self'): number {
+/** The soft and hard limits on open files of a process (RLIMIT_NOFILE, as /proc/PID/limits shows them). */
+export function fdLimits(pid: number | 'self' = 'self'): { soft: number; hard: number } {
   const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
-  const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
-  return !m || m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limits);
+  const n = (v: string | undefined) => (v === undefined || v === 'unlimited' ? Number.POSITIVE_INFINITY : Number(v));
+  return { soft: n(m?.[1]), hard: n(m?.[2]) };
+}
+
+/** The soft limit on open files, the one that refuses a socket. */
+export function fdLimit(pid: number | 'self' = 'self'): number {
+  return fdLimits(pid).soft;
 }
 
 /** CPU seconds spent between two readings. */
