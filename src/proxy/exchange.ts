@@ -20,6 +20,8 @@ export interface ExchangeContext {
   fallbackOnConnectError: boolean;
   onFallback: () => void;
   draining: boolean;
+  /** listen.idle_timeout: how long a client may leave a paused stream unread before it is cut. */
+  clientIdleTimeoutMs: number;
 }
 
 type Body = Readable | AsyncIterable<Buffer> | null;
@@ -41,7 +43,7 @@ const CONNECT_ERROR_CODES = new Set([
   'UND_ERR_DESTROYED',
 ]);
 
-const { NGHTTP2_NO_ERROR } = constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = constants;
 
 /**
  * Bytes a client may have queued (unsent) before veer pauses the upstream. Node's 16 KiB stream
@@ -55,6 +57,10 @@ const kClientGone = new Error('client went away');
 
 function destroySocket(socket: Socket): void {
   socket.destroy();
+}
+
+function onClientStalled(exchange: Exchange): void {
+  exchange.clientStalled();
 }
 
 function onFirstByteTimeout(exchange: Exchange): void {
@@ -79,6 +85,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   private controller: Dispatcher.DispatchController | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
   private responded = false;
   private done = false;
   private timedOut = false;
@@ -170,9 +177,14 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     const writable = this.res ?? this.stream!;
     if (!writable.write(chunk) && writable.writableLength >= PAUSE_AT) {
       controller.pause();
+      this.stallTimer ??= setTimeout(onClientStalled, this.ctx.clientIdleTimeoutMs, this);
       if (!this.watchingDrain) {
         this.watchingDrain = true;
-        writable.on('drain', () => this.controller?.resume());
+        writable.on('drain', () => {
+          clearTimeout(this.stallTimer);
+          this.stallTimer = undefined;
+          this.controller?.resume();
+        });
       }
     }
   }
@@ -208,6 +220,17 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     } else {
       this.fail('reset', 'upstream_reset', `${this.upstream} upstream closed the connection (${code || err.message})`);
     }
+  }
+
+  /** Called when the client has taken nothing of a paused stream for listen.idle_timeout. */
+  clientStalled(): void {
+    if (this.done) return;
+    this.endedAt = performance.now();
+    // A reader that stopped is the client's doing, like a client that left.
+    this.finish('client_abort');
+    this.controller?.abort(kClientGone);
+    if (this.res) this.res.destroy();
+    else this.stream!.close(NGHTTP2_CANCEL);
   }
 
   /** Called by the first-byte timer. */
@@ -305,6 +328,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private finish(outcome: Outcome): void {
     this.done = true;
     clearTimeout(this.timer);
+    clearTimeout(this.stallTimer);
     if (this.endedAt === 0) this.endedAt = performance.now();
     this.outcome = outcome;
     this.ctx.recorder.finished(this);

@@ -106,6 +106,7 @@ export class ProxyHandler {
       fallbackOnConnectError: options.config.routing.fallbackOnConnectError,
       onFallback: () => fallbacks.inc(),
       draining: false,
+      clientIdleTimeoutMs: options.config.listen.idleTimeoutMs,
     };
   }
 

@@ -45,6 +45,8 @@ export class FrontListener {
   private readonly sockets = new Set<net.Socket>();
   private readonly sessions = new Set<Http2Session>();
   private readonly options: FrontListenerOptions;
+  /** Streams open per HTTP/2 session, for the idle timeout. */
+  private readonly openStreams = new WeakMap<Http2Session, number>();
   /** Sessions already being closed for resetting too fast. */
   private readonly calmed = new WeakSet<Http2Session>();
   private readonly clock: () => number;
@@ -66,7 +68,10 @@ export class FrontListener {
       },
       options.onHttp1,
     );
-    this.h1.timeout = l.idleTimeoutMs;
+    // No socket inactivity timer while a request is open: a stream waiting for a slow first token is
+    // not idle (the upstream's ttfb/idle timeouts bound that wait, and the Exchange cuts a client that
+    // stops reading). Idle connections between requests close after keepAliveTimeout.
+    this.h1.timeout = 0;
     // http.Server arms its headers/request timeouts on 'listening'; it never listens itself here.
     this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
@@ -102,12 +107,22 @@ export class FrontListener {
       maxSettings: 32,
       peerMaxConcurrentStreams: l.maxConcurrentStreams,
     });
+    // node destroys a session idle for this long even with streams open; only sessions without open
+    // streams are idle (those waiting on an upstream are bounded by its timeouts).
     this.h2.setTimeout(l.idleTimeoutMs);
+    this.h2.on('timeout', (session: Http2Session) => {
+      if ((this.openStreams.get(session) ?? 0) === 0) session.close();
+    });
     this.h2.on('stream', options.onHttp2);
     this.h2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       const budget = new ResetBudget(l.streamResetBurst, l.streamResetRate, this.clock);
-      session.on('stream', (stream: ServerHttp2Stream) => this.watchResets(session, budget, stream));
+      session.on('stream', (stream: ServerHttp2Stream) => {
+        this.watchResets(session, budget, stream);
+        if (stream.closed) return;
+        this.openStreams.set(session, (this.openStreams.get(session) ?? 0) + 1);
+        stream.once('close', () => this.openStreams.set(session, (this.openStreams.get(session) ?? 1) - 1));
+      });
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err) => options.logger.debug({ err: err.message }, 'h2 session error'));
       if (this.draining) session.close();

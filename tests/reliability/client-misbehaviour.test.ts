@@ -6,7 +6,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Stack, startStack, waitFor } from '../helpers/stack.js';
-import { errorCode, h1 } from './clients.js';
+import { errorCode, h1, h2 } from './clients.js';
 import { backTo, openFds, outcomes, pooledFds } from './faults.js';
 
 let stack: Stack | undefined;
@@ -18,12 +18,18 @@ afterEach(async () => {
 });
 
 /** An SSE upstream that writes `totalBytes` of 1 KiB events per request as fast as its socket takes them, and counts them. */
-async function firehose(totalBytes: number): Promise<{ url: string; written: () => number; done: () => boolean }> {
+async function firehose(
+  totalBytes: number,
+): Promise<{ url: string; written: () => number; done: () => boolean; aborted: () => number }> {
   let written = 0;
   let finished = false;
+  let aborted = 0;
   const event = Buffer.from(`data: ${'x'.repeat(1016)}\n\n`);
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     req.resume();
+    res.on('close', () => {
+      if (!res.writableFinished) aborted++;
+    });
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     let sent = 0;
     const pump = () => {
@@ -46,6 +52,7 @@ async function firehose(totalBytes: number): Promise<{ url: string; written: () 
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     written: () => written,
     done: () => finished,
+    aborted: () => aborted,
   };
 }
 
@@ -123,6 +130,62 @@ describe('client misbehaviour', () => {
       expect(performance.now() - resumedAt).toBeLessThan(5000);
     }
     expect(await outcomes(stack.veer)).toEqual({ 'legacy/ok': 2 });
+  });
+
+  it('a stream waiting longer than listen.idle_timeout for its first token is not idle: it completes (h1 and h2)', async () => {
+    stack = await startStack({
+      legacy: { ttfb: 1200, tokens: 3, tokenIntervalMs: 1 },
+      config: { listen: { idle_timeout: '400ms' }, rollout: { weight: 0 } },
+    });
+    const [viaH2, viaH1] = await Promise.all([
+      h2(stack.url, '/v1/chat/completions', { method: 'POST', body: '{"stream":true}' }),
+      h1(stack.url, '/v1/chat/completions', { method: 'POST', body: '{"stream":true}' }),
+    ]);
+    for (const reply of [viaH2, viaH1]) {
+      expect(reply.status).toBe(200);
+      expect(reply.error).toBeUndefined();
+      expect(reply.body).toContain('data: [DONE]');
+    }
+    expect(await outcomes(stack.veer)).toEqual({ 'legacy/ok': 2 });
+  });
+
+  it('a client that stops reading for good is cut after listen.idle_timeout, and the upstream request with it', async () => {
+    const up = await firehose(256 * 2 ** 20);
+    stack = await startStack({
+      config: { listen: { idle_timeout: '500ms' }, upstreams: { legacy: { url: up.url } }, rollout: { weight: 0 } },
+    });
+    const s = stack;
+    const session = http2.connect(s.url);
+    session.on('error', () => {});
+    const goaways: number[] = [];
+    session.on('goaway', (code: number) => goaways.push(code));
+    cleanup.push(() => session.destroy());
+    const t0 = Date.now();
+    const h2Closed = new Promise<number>((resolve) => {
+      const req = session.request({ ':path': '/stream' }, { endStream: true });
+      req.on('error', () => {});
+      req.on('close', () => resolve(req.rstCode));
+      req.pause();
+    });
+    // The HTTP/1.1 client pauses its socket too, so it would not even see the close; veer's side shows it.
+    const h1Socket = await new Promise<net.Socket>((resolve) => {
+      const req = http.request(`${s.url}/stream`, { agent: false }, (res) => {
+        res.on('error', () => {});
+        res.pause();
+        resolve(res.socket);
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    cleanup.push(() => h1Socket.destroy());
+    expect(await h2Closed).toBe(http2.constants.NGHTTP2_CANCEL);
+    // Only the stream is cut; the session is not torn down with an error (it may idle out in its turn).
+    expect(goaways.filter((code) => code !== http2.constants.NGHTTP2_NO_ERROR)).toEqual([]);
+    await waitFor(() => up.aborted() === 2 && s.veer.front.connections['http/1.1'] === 0, 3000);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    // Cut for not reading is the client's doing: never the upstream's error.
+    await waitFor(() => s.veer.recorder.inflight.legacy === 0);
+    expect(Object.keys(await outcomes(s.veer))).toEqual(['legacy/client_abort']);
   });
 
   it('a client that goes away mid-stream cancels the upstream request within 100 ms (h1 and h2)', async () => {
