@@ -45,11 +45,16 @@ function admin(
   return fetch(`${stack.adminUrl}${path}`, { method: init.method ?? 'GET', headers, body: init.body });
 }
 
-function audit(): Record<string, any>[] {
+interface AuditEntry {
+  action: string;
+  actor: string;
+}
+
+function audit(): AuditEntry[] {
   return readFileSync(auditPath, 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l));
+    .map((l) => JSON.parse(l) as AuditEntry);
 }
 
 describe('admin security', () => {

@@ -5,8 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildConfig, ConfigError, loadConfigFile } from '../../src/config/load.js';
 import { StateFileError } from '../../src/state/store.js';
 import { Veer } from '../../src/veer.js';
-import { mustBuild, rawConfig, type Stack, silentLogger, startStack } from '../helpers/stack.js';
 import { spawnVeer } from '../helpers/process.js';
+import { mustBuild, rawConfig, type Stack, silentLogger, startStack } from '../helpers/stack.js';
 
 /**
  * Config and state faults. A bad config names every field at fault and why; a state file that cannot be
