@@ -159,7 +159,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
     }
     notes.push(
       `Each of the N loops runs one stream after another (TTFB ${params.upstreamTtfbMs} ms, ${params.tokens} tokens ${params.tokenIntervalMs} ms apart, a new x-user-id each), over its own keep-alive connection; TTFB is request start to the first body byte (the first token event), measured in the client with process.hrtime.bigint. Direct goes to the legacy mock; through veer ${100 - WEIGHT_PERCENT}/${WEIGHT_PERCENT} to legacy/new, both in the same mock process.`,
-      `The mock's 50 ms timer fires late by up to ~1 ms on either side; with several thousand samples per side that jitter averages out of p50 but still moves p99 by a few tenths of a millisecond from run to run.`,
+      `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the bare forwarder's row.`,
     );
   } finally {
     const guarded = await guardNote(veer);
