@@ -25,3 +25,6 @@ export function errorBody(code: string, message: string): string {
 
 /** The error veer destroys an HTTP/2 stream with when its upstream failed after the headers went out. */
 export const UPSTREAM_FAILED_MID_STREAM = new Error('upstream failed mid-stream');
+
+/** HTTP/2 streams veer reset itself (a failed upstream, a stalled reader): not the client's resets. */
+export const cutByVeer = new WeakSet<object>();

@@ -9,7 +9,7 @@ import type { Dispatcher } from 'undici';
 import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
-import { ERROR_STATUS, errorBody, type ProxyErrorCode, UPSTREAM_FAILED_MID_STREAM } from './errors.js';
+import { cutByVeer, ERROR_STATUS, errorBody, type ProxyErrorCode, UPSTREAM_FAILED_MID_STREAM } from './errors.js';
 import type { Upstream } from './upstream.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
@@ -230,7 +230,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.finish('client_abort');
     this.controller?.abort(kClientGone);
     if (this.res) this.res.destroy();
-    else this.stream!.close(NGHTTP2_CANCEL);
+    else {
+      cutByVeer.add(this.stream!);
+      this.stream!.close(NGHTTP2_CANCEL);
+    }
   }
 
   /** Called by the first-byte timer. */
@@ -293,7 +296,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       // destroy(err), not close(code): close() ends the writable side first, so the client would see
       // END_STREAM — a clean end — before the RST_STREAM. destroy(err) sends RST_STREAM(INTERNAL_ERROR).
       if (this.res) this.res.destroy();
-      else this.stream!.destroy(UPSTREAM_FAILED_MID_STREAM);
+      else {
+        cutByVeer.add(this.stream!);
+        this.stream!.destroy(UPSTREAM_FAILED_MID_STREAM);
+      }
     } else {
       const status = ERROR_STATUS[code];
       this.status = status;

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { UPSTREAM_FAILED_MID_STREAM } from './errors.js';
+import { cutByVeer } from './errors.js';
 import { ResetBudget } from './reset-budget.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -111,7 +111,8 @@ export class FrontListener {
     // streams are idle (those waiting on an upstream are bounded by its timeouts).
     this.h2.setTimeout(l.idleTimeoutMs);
     this.h2.on('timeout', (session: Http2Session) => {
-      if ((this.openStreams.get(session) ?? 0) === 0) session.close();
+      // destroy, not close: a client that reads nothing would keep a graceful close waiting forever.
+      if ((this.openStreams.get(session) ?? 0) === 0) session.destroy();
     });
     this.h2.on('stream', options.onHttp2);
     this.h2.on('session', (session: Http2Session) => {
@@ -210,12 +211,12 @@ export class FrontListener {
    * Rapid reset (CVE-2023-44487): every stream the client resets before veer finished answering spends
    * from its session's budget; an empty budget ends the session with GOAWAY(ENHANCE_YOUR_CALM). nghttp2
    * has its own limit, but after its GOAWAY node stops reading and keeps the socket until the idle
-   * timeout; this one closes the connection at once. Streams veer cut itself (a failed upstream) are
-   * not the client's doing and do not count.
+   * timeout; this one closes the connection at once. Streams veer cut itself (a failed upstream, a
+   * stalled reader) are not the client's resets and do not count.
    */
   private watchResets(session: Http2Session, budget: ResetBudget, stream: ServerHttp2Stream): void {
     const spend = () => {
-      if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || stream.errored === UPSTREAM_FAILED_MID_STREAM) return;
+      if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || cutByVeer.has(stream)) return;
       if (session.destroyed || budget.spend() || this.calmed.has(session)) return;
       this.calmed.add(session);
       this.options.logger.warn(

@@ -43,7 +43,12 @@ describe('HTTP/2 abuse', () => {
   let port: number;
 
   beforeAll(async () => {
-    stack = await startStack({ config: { listen: LIMITS }, legacy: { ttfb: 0 }, next: { ttfb: 0 } });
+    stack = await startStack({
+      // A short ttfb_timeout ends streams whose body never comes (408), so their sessions can idle out.
+      config: { listen: LIMITS, upstreams: { legacy: { ttfb_timeout: '1s' }, new: { ttfb_timeout: '1s' } } },
+      legacy: { ttfb: 0 },
+      next: { ttfb: 0 },
+    });
     port = Number(new URL(stack.url).port);
   });
   afterAll(() => stack.close());
@@ -171,6 +176,35 @@ describe('HTTP/2 abuse', () => {
     session.destroy();
   });
 
+  it("streams veer cuts itself (an upstream failing mid-stream) do not spend the client's reset budget", async () => {
+    stack.legacy.set({ resetRate: 1 });
+    stack.next.set({ resetRate: 1 });
+    const session = http2.connect(stack.url);
+    session.on('error', () => {});
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < LIMITS.stream_reset_burst + 30; i++) {
+        codes.push(
+          await new Promise<number>((resolve) => {
+            const req = session.request({ ':path': '/v1/chat/completions', ':method': 'POST' });
+            req.on('error', () => {});
+            req.on('data', () => {});
+            req.on('close', () => resolve(req.rstCode));
+            req.end('{"stream":true}');
+          }),
+        );
+      }
+      expect(new Set(codes)).toEqual(new Set([http2.constants.NGHTTP2_INTERNAL_ERROR]));
+      stack.legacy.set({ resetRate: 0 });
+      stack.next.set({ resetRate: 0 });
+      expect((await h2Request(session, { ':path': '/v1/models' })).status).toBe(200);
+    } finally {
+      stack.legacy.set({ resetRate: 0 });
+      stack.next.set({ resetRate: 0 });
+      session.close();
+    }
+  });
+
   it('CONTINUATION flood (a header block that never ends): GOAWAY, connection closed, nothing forwarded', async () => {
     const upstream0 = stack.legacy.stats.requests + stack.next.stats.requests;
     const conn = new RawH2(port);
@@ -190,9 +224,12 @@ describe('HTTP/2 abuse', () => {
   it('SETTINGS flood from a client that reads nothing: the session is closed, memory bounded', async () => {
     const conn = new RawH2(port, { read: false });
     const fared = await whileServingAnother(async () => {
+      const others = stack.veer.front.connections.h2c;
       await conn.open();
+      await waitFor(() => stack.veer.front.connections.h2c === others + 1);
       await flood(conn, () => settings([[0x3, 100]]), 200_000);
-      await waitFor(() => stack.veer.front.connections.h2c === 1, 3000);
+      // The client never reads, so it cannot see the close; veer's count shows it.
+      await waitFor(() => stack.veer.front.connections.h2c === others, 3000);
     });
     expect(fared.failed).toBe(0);
     expect(fared.rssMb).toBeLessThan(100);
@@ -236,8 +273,8 @@ describe('HTTP/2 abuse', () => {
       (f) => f.type === FRAME.RST_STREAM && f.payload.readUInt32BE(0) === ERROR_CODE.REFUSED_STREAM,
     );
     expect(refused.length).toBe(1000 - LIMITS.max_concurrent_streams);
-    // The accepted ones never send a body; idle_timeout closes the session.
-    await Promise.race([early.done, new Promise((r) => setTimeout(r, 3000))]);
+    // The accepted ones never send a body: 408 at ttfb_timeout, then idle_timeout closes the session.
+    await Promise.race([early.done, new Promise((r) => setTimeout(r, 5000))]);
     expect(early.closed).toBe(true);
     // After the acknowledgement, one stream too many is a protocol error: GOAWAY, connection closed.
     const acked = new RawH2(port);
