@@ -40,6 +40,98 @@ function finalize(h: number, len: number): number {
   return h >>> 0;
 }
 
+function mix(h: number, k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, C2);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function mixTail(h: number, k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, C2);
+  return h ^ k;
+}
+
+/**
+ * The hash state after a fixed ASCII prefix (a rollout's `salt:`): whole 4-byte blocks already mixed, the
+ * 0–3 bytes left over carried into the key's first block. Hashing prefix + key from it gives exactly
+ * murmur3(prefix + key) without building (and flattening) the joined string on every request.
+ */
+export interface PrefixState {
+  readonly prefix: string;
+  readonly ascii: boolean;
+  readonly h: number;
+  readonly carry: number;
+  readonly carryLen: number;
+}
+
+export function prefixState(prefix: string, seed = 0): PrefixState {
+  let ascii = true;
+  for (let i = 0; i < prefix.length; i++) if (prefix.charCodeAt(i) > 0x7f) ascii = false;
+  let h = seed >>> 0;
+  const tail = prefix.length & ~3;
+  if (ascii) {
+    for (let i = 0; i < tail; i += 4) {
+      h = mix(
+        h,
+        prefix.charCodeAt(i) |
+          (prefix.charCodeAt(i + 1) << 8) |
+          (prefix.charCodeAt(i + 2) << 16) |
+          (prefix.charCodeAt(i + 3) << 24),
+      );
+    }
+  }
+  let carry = 0;
+  for (let i = tail; i < prefix.length; i++) carry |= prefix.charCodeAt(i) << (8 * (i - tail));
+  return { prefix, ascii, h, carry, carryLen: prefix.length - tail };
+}
+
+/** murmur3(state.prefix + key), computed from the prefix's saved state. */
+export function murmur3Prefixed(state: PrefixState, key: string): number {
+  const len = key.length;
+  if (!state.ascii) return murmur3(state.prefix + key);
+  let h = state.h;
+  let carry = state.carry;
+  let n = state.carryLen;
+  let i = 0;
+  let high = 0;
+  if (n !== 0) {
+    while (n < 4 && i < len) {
+      const c = key.charCodeAt(i++);
+      high |= c;
+      carry |= c << (8 * n++);
+    }
+    if (n === 4) {
+      h = mix(h, carry);
+      carry = 0;
+      n = 0;
+    }
+  }
+  for (; i + 4 <= len; i += 4) {
+    const a = key.charCodeAt(i);
+    const b = key.charCodeAt(i + 1);
+    const c = key.charCodeAt(i + 2);
+    const d = key.charCodeAt(i + 3);
+    high |= a | b | c | d;
+    h = mix(h, a | (b << 8) | (c << 16) | (d << 24));
+  }
+  for (; i < len; i++) {
+    const c = key.charCodeAt(i);
+    high |= c;
+    carry |= c << (8 * n++);
+  }
+  // A non-ASCII key is hashed over its UTF-8 bytes instead: checked once, after the fact, so ASCII keys
+  // (nearly all) read each character once.
+  if (high > 0x7f) return murmur3(state.prefix + key);
+  if (n !== 0) h = mixTail(h, carry);
+  return finalize(h, state.prefix.length + len);
+}
+
+/** ASCII strings (the usual key) are hashed from their char codes without encoding them first. */
 /** ASCII strings (the usual key) are hashed from their char codes without encoding them first. */
 export function murmur3(text: string, seed = 0): number {
   const len = text.length;

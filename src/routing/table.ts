@@ -1,7 +1,7 @@
 // The immutable RoutingTable snapshot and decide(): which upstream serves a request, and why.
 
 import type { UpstreamName } from '../config/types.js';
-import { murmur3 } from './murmur3.js';
+import { murmur3, murmur3Prefixed, type PrefixState, prefixState } from './murmur3.js';
 
 export const BUCKETS = 10_000;
 
@@ -21,6 +21,8 @@ export interface RoutingTable {
   readonly forceHeader: string | undefined;
   /** Bumped on every swap; lets logs and tests tell snapshots apart. */
   readonly version: number;
+  /** murmur3 state after `salt:`, computed once per table rather than per request. */
+  readonly saltState: PrefixState;
 }
 
 export interface Decision {
@@ -31,9 +33,13 @@ export interface Decision {
 }
 
 export function makeTable(
-  fields: Omit<RoutingTable, 'overrides'> & { overrides?: Iterable<[string, UpstreamName]> },
+  fields: Omit<RoutingTable, 'overrides' | 'saltState'> & { overrides?: Iterable<[string, UpstreamName]> },
 ): RoutingTable {
-  return Object.freeze({ ...fields, overrides: new Map(fields.overrides ?? []) });
+  return Object.freeze({
+    ...fields,
+    overrides: new Map(fields.overrides ?? []),
+    saltState: prefixState(`${fields.salt}:`),
+  });
 }
 
 /** The bucket of a key under a salt: murmur3_32(salt + ":" + key) mod 10000. */
@@ -61,6 +67,6 @@ export function decide(
     const bucket = Math.floor(random() * BUCKETS);
     return { upstream: bucket < table.weightBp ? 'new' : 'legacy', reason: 'random', bucket };
   }
-  const bucket = bucketOf(table.salt, key);
+  const bucket = murmur3Prefixed(table.saltState, key) % BUCKETS;
   return { upstream: bucket < table.weightBp ? 'new' : 'legacy', reason: 'bucket', bucket };
 }

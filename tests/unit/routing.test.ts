@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { extractKey } from '../../src/routing/key.js';
-import { murmur3 } from '../../src/routing/murmur3.js';
+import { murmur3, murmur3Prefixed, prefixState } from '../../src/routing/murmur3.js';
 import { BUCKETS, bucketOf, decide, makeTable, type RoutingTable } from '../../src/routing/table.js';
 
 function table(weightPercent: number, fields: Partial<RoutingTable> = {}): RoutingTable {
@@ -35,7 +35,41 @@ describe('murmur3_32', () => {
   });
 });
 
+describe('murmur3_32 from a saved salt prefix', () => {
+  it('equals hashing the joined string, for every prefix and key length around a block', () => {
+    const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789-_:.';
+    const text = (n: number, seed: number) =>
+      Array.from({ length: n }, (_, i) => alphabet[(seed * 31 + i * 7) % alphabet.length]).join('');
+    for (let p = 0; p <= 9; p++) {
+      const prefix = text(p, p);
+      const state = prefixState(prefix);
+      for (let k = 0; k <= 13; k++) {
+        const key = text(k, k + 3);
+        expect(murmur3Prefixed(state, key), `prefix ${JSON.stringify(prefix)} key ${JSON.stringify(key)}`).toBe(
+          murmur3(prefix + key),
+        );
+      }
+    }
+  });
+
+  it('falls back to UTF-8 bytes for a non-ASCII key or salt', () => {
+    for (const [prefix, key] of [
+      ['rollout-1:', 'josé'],
+      ['rollout-1:', '用户-42'],
+      ['ß:', 'user-1'],
+      ['été-2026:', 'ключ'],
+    ] as const) {
+      expect(murmur3Prefixed(prefixState(prefix), key)).toBe(murmur3(prefix + key));
+    }
+  });
+});
+
 describe('bucketing', () => {
+  it('buckets by murmur3_32(salt + ":" + key) mod 10000, as documented', () => {
+    const t = table(30);
+    for (const key of keys.slice(0, 2000)) expect(decide(t, key, undefined).bucket).toBe(bucketOf(t.salt, key));
+  });
+
   it('always gives the same key the same side', () => {
     const t = table(30);
     for (const key of keys.slice(0, 1000)) {
