@@ -58,3 +58,38 @@ export function flushLogger(logger: Logger): void {
     // A destination that cannot flush (a plain stream) has nothing buffered here.
   }
 }
+
+/** One access-log line's fields, in the order they are written. */
+export interface AccessFields {
+  upstream: string;
+  reason: string;
+  bucket: number;
+  method: string;
+  path: string;
+  proto: string;
+  status: number;
+  outcome: string;
+  ttfb_ms: number | null;
+  headers_ms: number | null;
+  duration_ms: number;
+  bytes: number;
+}
+
+const num = (x: number | null) => (x === null || !Number.isFinite(x) ? 'null' : String(x));
+
+/**
+ * The access log's writer: the same JSON line pino would write at info level (level, time, service, msg,
+ * fields), written straight to the logger's destination. One line per request through pino costs ~10 µs
+ * here, half of it redaction, which an access line (no secrets in it: no headers, no query values beyond
+ * the path) does not need; this costs ~1 µs. Honours the logger's level at each call.
+ */
+export function accessLogWriter(logger: Logger): (f: AccessFields) => void {
+  const stream = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym];
+  if (!stream) return (f) => logger.info({ msg: 'request', ...f });
+  return (f) => {
+    if (!logger.isLevelEnabled('info')) return;
+    stream.write(
+      `{"level":"info","time":"${new Date().toISOString()}","service":"veer","msg":"request","upstream":${JSON.stringify(f.upstream)},"reason":${JSON.stringify(f.reason)},"bucket":${num(f.bucket)},"method":${JSON.stringify(f.method)},"path":${JSON.stringify(f.path)},"proto":${JSON.stringify(f.proto)},"status":${num(f.status)},"outcome":${JSON.stringify(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`,
+    );
+  };
+}

@@ -1,7 +1,7 @@
 // Where a finished stream's measurements go: its upstream's window, the Prometheus metrics and the access log.
 
 import type { UpstreamName } from '../config/types.js';
-import type { Logger } from '../log.js';
+import { type AccessFields, accessLogWriter, type Logger } from '../log.js';
 import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
 import type { Outcome } from './outcome.js';
 import { type Clock, SlidingWindow } from './window.js';
@@ -43,14 +43,14 @@ export class Recorder {
   /** Streams finished per upstream since start (monotonic; the dashboard derives req/s from it). */
   readonly finishedTotal: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   private readonly metrics: Metrics;
-  private readonly logger: Logger;
+  private readonly writeAccess: (f: AccessFields) => void;
   private readonly ttfbHistograms;
   private readonly durationHistograms;
   accessLog: boolean;
 
   constructor(options: RecorderOptions) {
     this.metrics = options.metrics;
-    this.logger = options.logger;
+    this.writeAccess = accessLogWriter(options.logger);
     this.accessLog = options.accessLog;
     const window = () =>
       new SlidingWindow({ windowMs: options.windowMs, slices: options.slices, clock: options.clock });
@@ -101,8 +101,7 @@ export class Recorder {
       reason: r.fallback ? 'fallback' : r.reason,
     });
     if (this.accessLog) {
-      this.logger.info({
-        msg: 'request',
+      this.writeAccess({
         upstream: r.upstream,
         reason: r.fallback ? 'fallback' : r.reason,
         bucket: r.bucket,

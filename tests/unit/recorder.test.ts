@@ -185,6 +185,27 @@ describe('Recorder', () => {
     expect(lines[1]).toMatchObject({ outcome: 'timeout', status: 504, ttfb_ms: null, headers_ms: null });
   });
 
+  it('writes the access line as pino would (level, time, service), escaping what the client sent', () => {
+    const { recorder, log } = setup(true);
+    const path = '/v1/"odd"\\path/ключ?\n';
+    recorder.started('legacy');
+    recorder.finished(stream({ outcome: 'client_abort', upstream: 'legacy', path, method: 'GET', status: 0 }));
+    const [line] = log.lines().filter((l) => l.msg === 'request');
+    expect(line).toMatchObject({ level: 'info', service: 'veer', upstream: 'legacy', path, method: 'GET', status: 0 });
+    expect(Date.parse(String(line!.time))).toBeGreaterThan(0);
+    // Other log lines carry the same base fields.
+    log.logger.info('hello');
+    expect(log.lines().at(-1)).toMatchObject({ level: 'info', service: 'veer', msg: 'hello' });
+  });
+
+  it('honours the log level for access lines', () => {
+    const { recorder, log } = setup(true);
+    log.logger.level = 'warn';
+    recorder.started('new');
+    recorder.finished(stream({ outcome: 'ok' }, { firstByte: 10 }));
+    expect(log.lines().filter((l) => l.msg === 'request')).toHaveLength(0);
+  });
+
   it('writes no access log line when the access log is off', () => {
     const { recorder, log } = setup(false);
     recorder.started('new');
