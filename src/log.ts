@@ -15,9 +15,10 @@ export interface LoggerOptions {
 const FLUSH_EVERY_MS = 250;
 
 function bufferedStdout(fd: number, sync: boolean): pino.DestinationStream {
-  // Buffered: access lines go out 4 KiB at a time instead of one write per request, and a timer
+  // Buffered: access lines go out ~15 KiB at a time (each async write costs tens of µs of CPU, so a
+  // 4 KiB buffer still cost ~9 µs per request under load) instead of one write per request, and a timer
   // bounds how long a quiet process (the start-up line, a rare request) holds on to them.
-  const sonic = pino.destination({ dest: fd, sync, minLength: sync ? 0 : 4096 });
+  const sonic = pino.destination({ dest: fd, sync, minLength: sync ? 0 : 15 * 1024 });
   if (!sync) {
     setInterval(() => {
       try {

@@ -2,6 +2,7 @@
 
 import { mkdtempSync } from 'node:fs';
 import type http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -139,6 +140,15 @@ export function h2Request(
     req.on('error', reject);
     if (body !== undefined) req.end(body);
   });
+}
+
+/** An http:// URL on 127.0.0.1 where nothing listens (a port just bound and released). */
+export async function closedPort(): Promise<string> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return `http://127.0.0.1:${port}`;
 }
 
 export function waitFor(predicate: () => boolean, timeoutMs = 5000, stepMs = 10): Promise<void> {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UpstreamName } from '../../src/config/types.js';
 import { decide } from '../../src/routing/table.js';
 import { type Family, parseExposition, samplesOf, seriesValue } from '../helpers/prom-text.js';
-import { memoryLogger, type Stack, startStack, waitFor } from '../helpers/stack.js';
+import { closedPort, memoryLogger, type Stack, startStack, waitFor } from '../helpers/stack.js';
 
 type Scrape = Map<string, Family>;
 
@@ -303,14 +303,6 @@ async function dyingUpstream(): Promise<{ url: string; close: () => Promise<void
       return new Promise((r) => server.close(() => r()));
     },
   };
-}
-
-async function closedPort(): Promise<string> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return `http://127.0.0.1:${port}`;
 }
 
 describe('metrics when an upstream fails', () => {

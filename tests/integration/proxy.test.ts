@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decide } from '../../src/routing/table.js';
-import { h2Request, type Stack, startStack, waitFor } from '../helpers/stack.js';
+import { closedPort, h2Request, type Stack, startStack, waitFor } from '../helpers/stack.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const echoHeaders = (h: string | string[] | undefined) => JSON.parse(Buffer.from(String(h), 'base64').toString('utf8'));
@@ -267,14 +267,6 @@ async function faultyUpstream(
       return new Promise((r) => server.close(() => r()));
     },
   };
-}
-
-async function closedPort(): Promise<string> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return `http://127.0.0.1:${port}`;
 }
 
 describe('failures become JSON errors', () => {

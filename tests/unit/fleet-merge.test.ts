@@ -4,18 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeWindows, toWire, type WindowWire } from '../../src/fleet/merge.js';
 import type { Outcome } from '../../src/measure/outcome.js';
 import { SlidingWindow } from '../../src/measure/window.js';
-
-/** mulberry32: a seeded generator, so the samples (and the test) are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../helpers/random.js';
 
 function lognormal(rand: () => number, median: number, sigma: number): number {
   const u = Math.max(rand(), 1e-12);

@@ -3,18 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { OUTCOMES, type Outcome } from '../../src/measure/outcome.js';
 import { quantileOf } from '../../src/measure/quantile.js';
 import { SlidingWindow } from '../../src/measure/window.js';
-
-/** mulberry32: a seeded generator, so a failing draw can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as random } from '../helpers/random.js';
 
 /** Lognormal TTFBs in ms (median 200 ms, sigma 1: a long right tail, p99 near 2 s). */
 function lognormal(n: number, seed: number, median = 200, sigma = 1): Float64Array {
