@@ -125,7 +125,15 @@ export class StateStore {
       throw err;
     }
     closeSync(fd);
-    renameSync(tmp, this.path);
+    try {
+      renameSync(tmp, this.path);
+    } catch (err) {
+      // The old file stays as it was; the temp copy must not pile up next to it.
+      try {
+        unlinkSync(tmp);
+      } catch {}
+      throw err;
+    }
     try {
       const dir = openSync(dirname(this.path), 'r');
       try {
