@@ -17,7 +17,6 @@ export class AdminError extends Error {
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > maxBytes) {
-    req.resume();
     throw new AdminError(413, 'payload_too_large', `request body is larger than ${maxBytes} bytes`);
   }
   const parts: Buffer[] = [];
@@ -25,7 +24,6 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > maxBytes) {
-      req.resume();
       throw new AdminError(413, 'payload_too_large', `request body is larger than ${maxBytes} bytes`);
     }
     parts.push(chunk);

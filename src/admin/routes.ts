@@ -229,6 +229,8 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
         await handler(req, res, url, who);
       } catch (err) {
         if (err instanceof AdminError || err instanceof ControllerError) {
+          // After a 413 the rest of the body is not worth reading: answer, then close the connection.
+          if (err.status === 413 && !res.headersSent) res.setHeader('connection', 'close');
           if (!res.headersSent) sendAdminError(res, err.status, err.code, err.message);
           return;
         }

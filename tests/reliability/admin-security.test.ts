@@ -108,6 +108,29 @@ describe('admin security', () => {
     expect(stack.veer.controller.snapshot.version).toBe(version);
   });
 
+  it('closes the connection after a 413 instead of reading the rest of the body', async () => {
+    const port = Number(new URL(stack.adminUrl).port);
+    const socket = net.connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString('utf8');
+    });
+    const closed = new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      socket.on('close', () => resolve(Date.now() - t0));
+    });
+    // Declares 10 MB, sends 1 KB, then waits: the answer and the close must not wait for the rest.
+    socket.write(
+      `POST /api/kill HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n${'x'.repeat(1024)}`,
+    );
+    const timer = setTimeout(() => socket.destroy(), 5_000);
+    const ms = await closed;
+    clearTimeout(timer);
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(ms).toBeLessThan(2_000);
+  });
+
   it('keeps answering through a flood of bad requests, and lets go of every connection', async () => {
     const port = Number(new URL(stack.adminUrl).port);
     const fds = openFds() - pooledFds(stack.veer);
