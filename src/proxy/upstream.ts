@@ -26,7 +26,8 @@ export class Upstream {
       headersTimeout: config.ttfbTimeoutMs + 1000,
       bodyTimeout: config.idleTimeoutMs,
       keepAliveTimeout: config.keepAliveTimeoutMs,
-      keepAliveMaxTimeout: Math.max(config.keepAliveTimeoutMs, 600_000),
+      // The operator's limit caps what an upstream's Keep-Alive hint asks for (undici would allow up to 10 min).
+      keepAliveMaxTimeout: config.keepAliveTimeoutMs,
       // Bodies are relayed as they come; a large upload must not be buffered or rejected on size.
       maxResponseSize: -1,
       strictContentLength: true,
