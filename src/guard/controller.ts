@@ -88,6 +88,9 @@ interface ChangeSpec {
 
 const pct = (bp: number) => bp / 100;
 
+/** Refused admin attempts audited one by one per minute; beyond it they are counted in one entry. */
+export const REFUSED_PER_MINUTE = 100;
+
 /** Where a rollout begins: the config's weight, or the first step when steps are set and no weight is. */
 export function initialWeightBp(config: Config): number {
   const { weightBp, stepsBp } = config.rollout;
@@ -122,6 +125,7 @@ export class Controller {
   private fleet: FleetHooks | undefined;
   /** False when the last write of the state file failed (reported by /readyz). */
   persisted = true;
+  private refusals = { since: Number.NEGATIVE_INFINITY, count: 0, suppressed: 0 };
 
   private constructor(
     private readonly o: ControllerOptions,
@@ -478,8 +482,21 @@ export class Controller {
     return overrideLists(this.overrideMap());
   }
 
-  /** A refused admin attempt: nothing changes, but the audit log remembers who tried. */
+  /**
+   * A refused admin attempt: nothing changes, but the audit log remembers who tried. At most
+   * REFUSED_PER_MINUTE entries a minute, so a flood of bad tokens cannot fill the disk; the rest are
+   * counted and summed up in one entry when the minute is over.
+   */
   refused(actor: string, action: string, reason: string, detail: Record<string, unknown>): void {
+    const now = this.o.clock();
+    if (now - this.refusals.since >= 60_000) {
+      this.flushSuppressedRefusals(now);
+      this.refusals = { since: now, count: 0, suppressed: 0 };
+    }
+    if (++this.refusals.count > REFUSED_PER_MINUTE) {
+      this.refusals.suppressed++;
+      return;
+    }
     this.appendAudit({
       time: new Date(this.o.clock()).toISOString(),
       actor,
@@ -489,6 +506,20 @@ export class Controller {
       before: null,
       after: null,
       detail,
+    });
+  }
+
+  private flushSuppressedRefusals(now: number): void {
+    if (this.refusals.suppressed === 0) return;
+    this.appendAudit({
+      time: new Date(now).toISOString(),
+      actor: 'admin',
+      action: 'refused_suppressed',
+      reason: `${this.refusals.suppressed} more refused admin attempts within a minute were not audited one by one (limit ${REFUSED_PER_MINUTE} a minute)`,
+      rollout_id: this.s.rollout_id,
+      before: null,
+      after: null,
+      detail: { suppressed: this.refusals.suppressed, since: new Date(this.refusals.since).toISOString() },
     });
   }
 

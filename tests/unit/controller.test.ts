@@ -3,7 +3,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Controller, ControllerError } from '../../src/guard/controller.js';
+import { Controller, ControllerError, REFUSED_PER_MINUTE } from '../../src/guard/controller.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import type { RoutingTable } from '../../src/routing/table.js';
@@ -285,6 +285,22 @@ describe('operator commands', () => {
     r.controller.removeOverrides('admin:a', ['alice'], 'done');
     expect(r.controller.effectiveOverrides()).toEqual({ new: [], legacy: ['bob'] });
     expect(r.state().overrides).toEqual({ new: [], legacy: ['bob'] });
+  });
+});
+
+describe('refused admin attempts', () => {
+  it('audits at most REFUSED_PER_MINUTE a minute and sums up the rest in one entry', () => {
+    const r = rig();
+    const before = r.audit.read(1000).length;
+    for (let i = 0; i < REFUSED_PER_MINUTE + 50; i++) {
+      r.controller.refused('anonymous', 'refused', 'no token', { status: 401, attempted: 'kill' });
+    }
+    expect(r.audit.read(1000).length - before).toBe(REFUSED_PER_MINUTE);
+    r.advance(60_000);
+    r.controller.refused('admin:viewer', 'refused', 'read-only token', { status: 403, attempted: 'weight' });
+    const [last, summary] = r.audit.read(2);
+    expect(summary).toMatchObject({ action: 'refused_suppressed', detail: { suppressed: 50 } });
+    expect(last).toMatchObject({ actor: 'admin:viewer', action: 'refused' });
   });
 });
 
