@@ -217,13 +217,15 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       if (finished) return;
       if (i === 0 && !b.headersFirst) res.writeHead(200, headers);
       if (i < b.tokens) {
-        res.write(chunk(b, i, false, chat));
+        const data = chunk(b, i, false, chat);
         i++;
         if (willReset) {
           done('resets');
-          cut(res);
+          // Cut once the token has left: a reset after the first byte, not instead of it.
+          res.write(data, () => cut(res));
           return;
         }
+        res.write(data);
         timers[0] = setTimeout(next, b.tokenIntervalMs);
         return;
       }
