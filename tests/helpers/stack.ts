@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { type MockOptions, type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { buildConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
-import { createLogger, type Logger } from '../../src/log.js';
+import { createLogger, flushLogger, type Logger } from '../../src/log.js';
 import type { Clock } from '../../src/measure/window.js';
 import { Veer } from '../../src/veer.js';
 
@@ -22,14 +22,18 @@ export function memoryLogger(level = 'info'): { logger: Logger; lines: () => Rec
       cb();
     },
   });
+  const logger = createLogger({ level, destination: sink });
   return {
-    logger: createLogger({ level, destination: sink }),
-    lines: () =>
-      chunks
+    logger,
+    lines: () => {
+      // Access lines wait for the end of the event-loop turn; what the test asks for is what was logged.
+      flushLogger(logger);
+      return chunks
         .join('')
         .split('\n')
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
   };
 }
 
