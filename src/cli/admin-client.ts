@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Agent, request } from 'undici';
 import { parse as parseYaml } from 'yaml';
+// config/path.ts, not config/load.ts: the schema compiler (ajv) would add ~0.15 s to every operator command.
+import { resolveConfigPath } from '../config/path.js';
 
 export const EXIT_OK = 0;
 /** The admin API answered, but refused or failed the request. */
@@ -14,12 +16,6 @@ export const EXIT_USAGE = 2;
 export const EXIT_UNREACHABLE = 3;
 
 const DEFAULT_ADMIN = 'http://127.0.0.1:8081';
-/**
- * The same order as resolveConfigPath in config/load.ts, which is not imported here: its schema compiler
- * (ajv) would add about 0.15 s of CPU to every operator command.
- */
-const configPathOf = (flag: string | undefined, env: NodeJS.ProcessEnv) =>
-  flag ?? env.VEER_CONFIG ?? 'config/veer.yaml';
 
 /** A failure the CLI reports on stderr as `veer: <message>` and turns into its exit code. */
 export class CliFailure extends Error {
@@ -108,7 +104,7 @@ export function resolveTarget(options: TargetOptions, env: NodeJS.ProcessEnv = p
     url = normalizeUrl(env.VEER_ADMIN, 'VEER_ADMIN');
     source = 'VEER_ADMIN';
   } else {
-    const path = configPathOf(options.config, env);
+    const path = resolveConfigPath(options.config, env);
     const fromConfig = adminUrlFromConfig(path);
     url = fromConfig ?? DEFAULT_ADMIN;
     source = fromConfig ? `admin.host/port of ${path}` : 'the default';

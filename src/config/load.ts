@@ -10,7 +10,7 @@ import { parseRule } from '../guard/policy.js';
 import type { Config, KeySource, SloRule, TokenConfig, UpstreamConfig } from './types.js';
 import { parseDuration, parseRatio } from './units.js';
 
-export const DEFAULT_CONFIG_PATH = 'config/veer.yaml';
+export { DEFAULT_CONFIG_PATH, resolveConfigPath } from './path.js';
 
 /** A config that cannot be used: every problem names the field path and the reason. */
 export class ConfigError extends Error {
@@ -347,9 +347,4 @@ export async function loadConfigFile(path: string, io: LoadEnv = defaultEnv): Pr
   const result = buildConfig(parseConfigText(text, path), path, io);
   if (!result.ok) throw new ConfigError(result.problems, path);
   return result.config;
-}
-
-/** `--config PATH`, else VEER_CONFIG, else config/veer.yaml. */
-export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return flag ?? env.VEER_CONFIG ?? DEFAULT_CONFIG_PATH;
 }
