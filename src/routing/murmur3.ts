@@ -3,31 +3,16 @@
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
-function hashBytes(bytes: Uint8Array, seed: number): number {
-  const len = bytes.length;
-  const tail = len & ~3;
-  let h = seed >>> 0;
-  let k: number;
-  for (let i = 0; i < tail; i += 4) {
-    k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const rem = len & 3;
-  if (rem !== 0) {
-    k = bytes[tail]!;
-    if (rem > 1) k ^= bytes[tail + 1]! << 8;
-    if (rem > 2) k ^= bytes[tail + 2]! << 16;
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-  }
-  return finalize(h, len);
+function scramble(k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, C2);
+}
+
+function mix(h: number, k: number): number {
+  h ^= scramble(k);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
 function finalize(h: number, len: number): number {
@@ -40,20 +25,21 @@ function finalize(h: number, len: number): number {
   return h >>> 0;
 }
 
-function mix(h: number, k: number): number {
-  k = Math.imul(k, C1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
-function mixTail(h: number, k: number): number {
-  k = Math.imul(k, C1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  return h ^ k;
+function hashBytes(bytes: Uint8Array, seed: number): number {
+  const len = bytes.length;
+  const tail = len & ~3;
+  let h = seed >>> 0;
+  for (let i = 0; i < tail; i += 4) {
+    h = mix(h, bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+  }
+  const rem = len & 3;
+  if (rem !== 0) {
+    let k = bytes[tail]!;
+    if (rem > 1) k ^= bytes[tail + 1]! << 8;
+    if (rem > 2) k ^= bytes[tail + 2]! << 16;
+    h ^= scramble(k);
+  }
+  return finalize(h, len);
 }
 
 /**
@@ -63,6 +49,7 @@ function mixTail(h: number, k: number): number {
  */
 export interface PrefixState {
   readonly prefix: string;
+  readonly seed: number;
   readonly ascii: boolean;
   readonly h: number;
   readonly carry: number;
@@ -87,13 +74,17 @@ export function prefixState(prefix: string, seed = 0): PrefixState {
   }
   let carry = 0;
   for (let i = tail; i < prefix.length; i++) carry |= prefix.charCodeAt(i) << (8 * (i - tail));
-  return { prefix, ascii, h, carry, carryLen: prefix.length - tail };
+  return { prefix, seed, ascii, h, carry, carryLen: prefix.length - tail };
+}
+
+function hashUtf8(state: PrefixState, key: string): number {
+  return hashBytes(Buffer.from(state.prefix + key, 'utf8'), state.seed);
 }
 
 /** murmur3(state.prefix + key), computed from the prefix's saved state. */
 export function murmur3Prefixed(state: PrefixState, key: string): number {
+  if (!state.ascii) return hashUtf8(state, key);
   const len = key.length;
-  if (!state.ascii) return murmur3(state.prefix + key);
   let h = state.h;
   let carry = state.carry;
   let n = state.carryLen;
@@ -126,43 +117,14 @@ export function murmur3Prefixed(state: PrefixState, key: string): number {
   }
   // A non-ASCII key is hashed over its UTF-8 bytes instead: checked once, after the fact, so ASCII keys
   // (nearly all) read each character once.
-  if (high > 0x7f) return murmur3(state.prefix + key);
-  if (n !== 0) h = mixTail(h, carry);
+  if (high > 0x7f) return hashUtf8(state, key);
+  if (n !== 0) h ^= scramble(carry);
   return finalize(h, state.prefix.length + len);
 }
 
-/** ASCII strings (the usual key) are hashed from their char codes without encoding them first. */
-/** ASCII strings (the usual key) are hashed from their char codes without encoding them first. */
+const NO_PREFIX = prefixState('');
+
+/** murmur3_32 of a string; ASCII strings (the usual key) are hashed from their char codes without encoding. */
 export function murmur3(text: string, seed = 0): number {
-  const len = text.length;
-  for (let i = 0; i < len; i++) {
-    if (text.charCodeAt(i) > 0x7f) return hashBytes(Buffer.from(text, 'utf8'), seed);
-  }
-  const tail = len & ~3;
-  let h = seed >>> 0;
-  let k: number;
-  for (let i = 0; i < tail; i += 4) {
-    k =
-      text.charCodeAt(i) |
-      (text.charCodeAt(i + 1) << 8) |
-      (text.charCodeAt(i + 2) << 16) |
-      (text.charCodeAt(i + 3) << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const rem = len & 3;
-  if (rem !== 0) {
-    k = text.charCodeAt(tail);
-    if (rem > 1) k ^= text.charCodeAt(tail + 1) << 8;
-    if (rem > 2) k ^= text.charCodeAt(tail + 2) << 16;
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-  }
-  return finalize(h, len);
+  return murmur3Prefixed(seed === 0 ? NO_PREFIX : prefixState('', seed), text);
 }
