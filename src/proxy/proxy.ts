@@ -168,8 +168,9 @@ export class ProxyHandler {
       return;
     }
     // node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged veer's SETTINGS;
-    // a client that never does could send header blocks up to the session memory cap.
-    if (headerListSize(reqHeaders) > this.maxHeaderSize) {
+    // a client that never does could send header blocks up to the session memory cap. Once it has, node's
+    // own check holds and the count here is skipped.
+    if (stream.session?.pendingSettingsAck !== false && headerListSize(reqHeaders) > this.maxHeaderSize) {
       this.reject(
         undefined,
         stream,

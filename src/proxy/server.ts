@@ -119,10 +119,13 @@ export class FrontListener {
       this.sessions.add(session);
       const budget = new ResetBudget(l.streamResetBurst, l.streamResetRate, this.clock);
       session.on('stream', (stream: ServerHttp2Stream) => {
-        this.watchResets(session, budget, stream);
-        if (stream.closed) return;
+        // A HEADERS and its RST_STREAM read in one chunk: the stream is closed before it is announced.
+        if (stream.closed) return this.streamClosed(session, budget, stream);
         this.openStreams.set(session, (this.openStreams.get(session) ?? 0) + 1);
-        stream.once('close', () => this.openStreams.set(session, (this.openStreams.get(session) ?? 1) - 1));
+        stream.once('close', () => {
+          this.openStreams.set(session, (this.openStreams.get(session) ?? 1) - 1);
+          this.streamClosed(session, budget, stream);
+        });
       });
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (err) => options.logger.debug({ err: err.message }, 'h2 session error'));
@@ -214,23 +217,18 @@ export class FrontListener {
    * timeout; this one closes the connection at once. Streams veer cut itself (a failed upstream, a
    * stalled reader) are not the client's resets and do not count.
    */
-  private watchResets(session: Http2Session, budget: ResetBudget, stream: ServerHttp2Stream): void {
-    const spend = () => {
-      if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || cutByVeer.has(stream)) return;
-      if (session.destroyed || budget.spend() || this.calmed.has(session)) return;
-      this.calmed.add(session);
-      this.options.logger.warn(
-        { client: session.socket?.remoteAddress, reason: 'stream_reset_flood' },
-        'HTTP/2 client resets streams too fast: session closed (GOAWAY ENHANCE_YOUR_CALM)',
-      );
-      this.options.onRejected?.('stream_reset_flood');
-      // Not from inside this 'close': it runs within nghttp2's callback, and freeing the session there
-      // aborts the process (std::bad_alloc).
-      setImmediate(() => session.destroy(RESET_FLOOD, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
-    };
-    // A HEADERS and its RST_STREAM read in one chunk: the stream is closed before it is announced.
-    if (stream.closed) spend();
-    else stream.once('close', spend);
+  private streamClosed(session: Http2Session, budget: ResetBudget, stream: ServerHttp2Stream): void {
+    if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || cutByVeer.has(stream)) return;
+    if (session.destroyed || budget.spend() || this.calmed.has(session)) return;
+    this.calmed.add(session);
+    this.options.logger.warn(
+      { client: session.socket?.remoteAddress, reason: 'stream_reset_flood' },
+      'HTTP/2 client resets streams too fast: session closed (GOAWAY ENHANCE_YOUR_CALM)',
+    );
+    this.options.onRejected?.('stream_reset_flood');
+    // Not from inside the stream's 'close': it runs within nghttp2's callback, and freeing the session
+    // there aborts the process (std::bad_alloc).
+    setImmediate(() => session.destroy(RESET_FLOOD, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
   }
 
   private handOver(socket: net.Socket, protocol: Protocol, server: net.Server | http2.Http2Server): void {
