@@ -274,9 +274,9 @@ export class Controller {
         stepMinDurationMs: this.config.rollout.stepMinDurationMs,
         autoPromote: this.config.rollout.autoPromote,
         weightSince: s.weight_since,
-        // Operator and config changes do not start a cooldown: an operator meant it, and at start-up the
-        // window holds nothing from before.
-        lastChangeAt: s.flips.length > 0 ? Math.max(...s.flips) : Number.NEGATIVE_INFINITY,
+        // The last automatic change (flips are kept in time order). Operator and config changes do not
+        // start a cooldown: an operator meant it, and at start-up the window holds nothing from before.
+        lastChangeAt: s.flips.at(-1) ?? Number.NEGATIVE_INFINITY,
       },
       this.memory,
       now,
@@ -498,7 +498,7 @@ export class Controller {
       return;
     }
     this.appendAudit({
-      time: new Date(this.o.clock()).toISOString(),
+      time: new Date(now).toISOString(),
       actor,
       action,
       reason,
