@@ -44,6 +44,23 @@ export interface ScenarioResult {
   notes: string[];
 }
 
+/** Starts a scenario's clock; `result` closes it with the scenario's figures and notes. */
+export function scenarioRun(name: string, quick: boolean) {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  return {
+    result: (params: Record<string, unknown>, figures: Figure[], notes: string[]): ScenarioResult => ({
+      name,
+      startedAt,
+      seconds: (performance.now() - started) / 1000,
+      quick,
+      params,
+      figures,
+      notes,
+    }),
+  };
+}
+
 export interface Report {
   generatedAt: string;
   machine: { cpu: string; cores: number; memoryGiB: number; kernel: string; node: string; loadAverage: number[] };

@@ -136,10 +136,13 @@ export async function startBareForwarder(
 }
 
 /** A note when veer's SLO guard acted during a scenario (its figures then describe a rolled-back split). */
-export async function guardNote(veer: VeerProcess): Promise<string | undefined> {
+/** Adds to `notes` whether veer's guard rolled back during the scenario (which moves later traffic). */
+export async function noteGuard(veer: VeerProcess, notes: string[]): Promise<void> {
   const g = await veer.guard().catch(() => undefined);
-  if (!g || g.rollbacks === 0) return undefined;
-  return `veer's SLO guard rolled back ${g.rollbacks} time(s) during this scenario (weight on new at the end: ${(g.weight * 100).toFixed(0)} %): the new upstream's TTFB p95 or error rate broke its rule, as measured by veer, and later traffic went to legacy.`;
+  if (!g || g.rollbacks === 0) return;
+  notes.push(
+    `veer's SLO guard rolled back ${g.rollbacks} time(s) during this scenario (weight on new at the end: ${(g.weight * 100).toFixed(0)} %): the new upstream's TTFB p95 or error rate broke its rule, as measured by veer, and later traffic went to legacy.`,
+  );
 }
 
 /** prom-client samples the event loop with a 10 ms timer; its histogram records whole intervals. */

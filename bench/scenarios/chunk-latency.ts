@@ -5,14 +5,13 @@ import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { type Side, sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
 import { runQueueWait } from '../lib/proc.js';
-import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
+import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { guardNote, loopStats, startBareForwarder, startVeer, type VeerProcess } from '../lib/veer-process.js';
+import { loopStats, noteGuard, startBareForwarder, startVeer, type VeerProcess } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const started = performance.now();
-  const startedAt = new Date().toISOString();
+  const run = scenarioRun('chunk-latency', ctx.quick);
   const q = ctx.quick;
   const params = {
     streams: q ? 50 : 200,
@@ -162,19 +161,10 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
-    const guarded = await guardNote(veer);
-    if (guarded) notes.push(guarded);
+    await noteGuard(veer, notes);
     await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }
-  return {
-    name: 'chunk-latency',
-    startedAt,
-    seconds: (performance.now() - started) / 1000,
-    quick: q,
-    params,
-    figures,
-    notes,
-  };
+  return run.result(params, figures, notes);
 }

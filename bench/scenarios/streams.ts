@@ -7,9 +7,9 @@ import { call } from '../lib/ipc.js';
 import { sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
 import { fdLimit } from '../lib/proc.js';
-import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
+import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import type { HolderCounts } from '../lib/stream-holder.js';
-import { ELD_RESOLUTION_S, guardNote, metricValue, startVeer, type VeerProcess } from '../lib/veer-process.js';
+import { ELD_RESOLUTION_S, metricValue, noteGuard, startVeer, type VeerProcess } from '../lib/veer-process.js';
 
 /** Streams per client process: each holds one socket per stream, well inside a 20,000-fd limit. */
 const PER_WORKER = 4500;
@@ -29,8 +29,7 @@ function sum(list: HolderCounts[]): HolderCounts {
 }
 
 export async function streams(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const started = performance.now();
-  const startedAt = new Date().toISOString();
+  const run = scenarioRun('streams', ctx.quick);
   const q = ctx.quick;
   const wanted = q ? 600 : 9000;
   // veer holds two sockets per proxied HTTP/1.1 stream (client and upstream), plus its own few dozen.
@@ -130,21 +129,12 @@ export async function streams(ctx: ScenarioContext): Promise<ScenarioResult> {
       `While holding: ${hold.events} events relayed in ${hold.seconds.toFixed(1)} s, ${hold.liveAtEnd} streams had an event in the last 2.5 s; failures through veer ${through.failed} ${JSON.stringify(through.errors)}, direct ${direct.failed} ${JSON.stringify(direct.errors)}.`,
     );
   } finally {
-    const guarded = await guardNote(veer);
-    if (guarded) notes.push(guarded);
+    await noteGuard(veer, notes);
     await Promise.all(workers.map((w) => stopChild(w, 5000)));
     await veer.stop();
     await mocks.stop();
   }
-  return {
-    name: 'streams',
-    startedAt,
-    seconds: (performance.now() - started) / 1000,
-    quick: q,
-    params,
-    figures,
-    notes,
-  };
+  return run.result(params, figures, notes);
 }
 
 async function holdThrough(

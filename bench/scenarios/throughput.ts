@@ -6,16 +6,15 @@ import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { h2Sessions, h2Timed } from '../lib/h2-client.js';
 import { closedLoop, fixedRate, type Side } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
-import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
+import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { median, Samples, usSince } from '../lib/samples.js';
-import { guardNote, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { noteGuard, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 const BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'hi' }] });
 
 export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const started = performance.now();
-  const startedAt = new Date().toISOString();
+  const run = scenarioRun('throughput', ctx.quick);
   const q = ctx.quick;
   const params = {
     rounds: q ? 1 : 3,
@@ -267,19 +266,10 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
       `Client, veer and the mock upstreams share the machine's ${'2'} cores, so req/s through veer is bounded by the CPU veer takes from the others, not only by veer's own cost.`,
     );
   } finally {
-    const guarded = await guardNote(veer);
-    if (guarded) notes.push(guarded);
+    await noteGuard(veer, notes);
     await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }
-  return {
-    name: 'throughput',
-    startedAt,
-    seconds: (performance.now() - started) / 1000,
-    quick: q,
-    params,
-    figures,
-    notes,
-  };
+  return run.result(params, figures, notes);
 }

@@ -5,16 +5,15 @@ import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { closedLoop, type Side } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
 import { runQueueWait } from '../lib/proc.js';
-import { type Figure, figure, type ScenarioResult } from '../lib/results.js';
+import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples, usSince } from '../lib/samples.js';
-import { guardNote, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { loopStats, noteGuard, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
 export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const started = performance.now();
-  const startedAt = new Date().toISOString();
+  const run = scenarioRun('ttfb-overhead', ctx.quick);
   const q = ctx.quick;
   const params = {
     concurrency: q ? [50, 200] : [200, 1000],
@@ -162,19 +161,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the bare forwarder's row.`,
     );
   } finally {
-    const guarded = await guardNote(veer);
-    if (guarded) notes.push(guarded);
+    await noteGuard(veer, notes);
     await bare?.stop();
     await veer.stop();
     await mocks.stop();
   }
-  return {
-    name: 'ttfb-overhead',
-    startedAt,
-    seconds: (performance.now() - started) / 1000,
-    quick: q,
-    params,
-    figures,
-    notes,
-  };
+  return run.result(params, figures, notes);
 }
