@@ -1,6 +1,7 @@
 // Test fixtures: real mock upstreams and a real veer on 127.0.0.1 port 0, plus small HTTP/1.1 and HTTP/2 clients.
 
 import { mkdtempSync } from 'node:fs';
+import http from 'node:http';
 import type http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -144,6 +145,22 @@ export function h2Request(
     req.on('error', reject);
     if (body !== undefined) req.end(body);
   });
+}
+
+/** A throwaway HTTP server on 127.0.0.1 port 0 (an upstream that misbehaves on purpose). */
+export async function serveHttp(
+  handler: http.RequestListener,
+): Promise<{ url: string; server: http.Server; close: () => Promise<void> }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    server,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
 }
 
 /** An http:// URL on 127.0.0.1 where nothing listens (a port just bound and released). */

@@ -1,13 +1,11 @@
-import http from 'node:http';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UpstreamName } from '../../src/config/types.js';
 import { decide } from '../../src/routing/table.js';
 import { type Family, parseExposition, samplesOf, seriesValue } from '../helpers/prom-text.js';
-import { closedPort, memoryLogger, type Stack, startStack, waitFor } from '../helpers/stack.js';
+import { closedPort, memoryLogger, type Stack, serveHttp, startStack, waitFor } from '../helpers/stack.js';
 
 type Scrape = Map<string, Family>;
 
@@ -285,8 +283,8 @@ describe('metrics on the admin listener, from real traffic through veer', () => 
 });
 
 /** An SSE upstream that sends its headers, one token after 40 ms, then destroys the connection 30 ms later. */
-async function dyingUpstream(): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
+function dyingUpstream() {
+  return serveHttp((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.flushHeaders();
@@ -295,14 +293,6 @@ async function dyingUpstream(): Promise<{ url: string; close: () => Promise<void
       setTimeout(() => req.socket.destroy(), 30);
     }, 40);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
 }
 
 describe('metrics when an upstream fails', () => {

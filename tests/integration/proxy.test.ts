@@ -1,14 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decide } from '../../src/routing/table.js';
-import { closedPort, h2Request, type Stack, startStack, waitFor } from '../helpers/stack.js';
+import { closedPort, h2Request, type Stack, serveHttp, startStack, waitFor } from '../helpers/stack.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const echoHeaders = (h: string | string[] | undefined) => JSON.parse(Buffer.from(String(h), 'base64').toString('utf8'));
@@ -245,10 +244,8 @@ function expectSpaced(arrivals: number[], intervalMs: number): void {
 }
 
 /** An upstream that misbehaves in one precise way. */
-async function faultyUpstream(
-  kind: 'reset-before-headers' | 'reset-mid-stream' | 'bad-header',
-): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
+function faultyUpstream(kind: 'reset-before-headers' | 'reset-mid-stream' | 'bad-header') {
+  return serveHttp((req, res) => {
     req.resume();
     if (kind === 'reset-before-headers') req.socket.destroy();
     else if (kind === 'bad-header') {
@@ -259,14 +256,6 @@ async function faultyUpstream(
       setTimeout(() => req.socket.destroy(), 50);
     }
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
 }
 
 describe('failures become JSON errors', () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from '../helpers/stack.js';
+import { closedPort, type Stack, startStack } from '../helpers/stack.js';
 import { errorCode, h1, h2 } from './clients.js';
-import { counter, type FaultUpstream, faultUpstream, outcomes, refusingUrl } from './faults.js';
+import { counter, type FaultUpstream, faultUpstream, outcomes } from './faults.js';
 
 /**
  * Canary fallback: a request bound for new, where new refused the connection so that not one byte of
@@ -33,7 +33,7 @@ const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 describe('canary fallback to legacy', () => {
   it('serves every method from legacy, body intact, when new refuses the connection (h1 and h2)', async () => {
-    const s = await stackWithNew(await refusingUrl());
+    const s = await stackWithNew(await closedPort());
     for (const method of METHODS) {
       for (const send of [h1, h2]) {
         const body = method === 'GET' ? undefined : `payload of a ${method}`;
@@ -96,7 +96,7 @@ describe('canary fallback to legacy', () => {
   });
 
   it('is off with routing.fallback_on_connect_error: false — the client gets 503 upstream_unavailable from new', async () => {
-    const s = await stackWithNew(await refusingUrl(), { routing: { fallback_on_connect_error: false } });
+    const s = await stackWithNew(await closedPort(), { routing: { fallback_on_connect_error: false } });
     const reply = await h2(s.url, '/_mock/echo', { method: 'POST', body: 'x', headers: { 'x-user-id': 'u1' } });
     expect(reply.status).toBe(503);
     expect(errorCode(reply)).toBe('upstream_unavailable');
@@ -106,7 +106,7 @@ describe('canary fallback to legacy', () => {
   });
 
   it('retries once only: when legacy refuses too, the client gets 503 from legacy; legacy is never retried on new', async () => {
-    const refused = await refusingUrl();
+    const refused = await closedPort();
     stack = await startStack({
       config: { upstreams: { new: { url: refused }, legacy: { url: refused } }, rollout: { weight: 100 } },
     });

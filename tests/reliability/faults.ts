@@ -122,15 +122,6 @@ export async function faultUpstream(kind: FaultKind, options: { dripMs?: number 
   };
 }
 
-/** A URL on 127.0.0.1 where nothing listens: connections are refused. */
-export async function refusingUrl(): Promise<string> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return `http://127.0.0.1:${port}`;
-}
-
 /** File descriptors this process holds (sockets included): the leak counter. */
 export function openFds(): number {
   return readdirSync('/proc/self/fd').length;

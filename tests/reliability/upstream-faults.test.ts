@@ -1,9 +1,9 @@
 import http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Outcome } from '../../src/measure/outcome.js';
-import { type Stack, startStack } from '../helpers/stack.js';
+import { closedPort, type Stack, startStack } from '../helpers/stack.js';
 import { errorCode, h1, h2, type Reply } from './clients.js';
-import { backTo, type FaultUpstream, faultUpstream, openFds, outcomes, refusingUrl } from './faults.js';
+import { backTo, type FaultUpstream, faultUpstream, openFds, outcomes } from './faults.js';
 
 /**
  * Every upstream fault, sent in a burst over HTTP/1.1 and HTTP/2 at once. Each must give the client the
@@ -64,7 +64,7 @@ async function expectClassifiedAndClean(s: Stack, outcome: Outcome, fdBaseline: 
 
 describe('upstream faults: the client gets the documented answer, the outcome is classified, nothing leaks', () => {
   it('connection refused → 503 upstream_unavailable, connect_error', async () => {
-    const s = await stackWith(await refusingUrl());
+    const s = await stackWith(await closedPort());
     const fds = openFds();
     const r = await burst(s, '/v1/models');
     for (const reply of [...r.h1, ...r.h2]) {
