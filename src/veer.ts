@@ -147,17 +147,7 @@ export class Veer {
       ? new AdminServer({
           host: config.admin.host,
           port: config.admin.port,
-          routes: [
-            ...this.baseRoutes(),
-            ...this.apiRoutes(),
-            ...dashboardRoutes({
-              series: this.series,
-              auth: () => this.auth,
-              readRequiresToken: () => this.config.admin.readRequiresToken,
-              clock: this.clock,
-              logger: this.logger,
-            }),
-          ],
+          routes: [...this.baseRoutes(), ...this.apiRoutes(), ...dashboardRoutes({ logger: this.logger })],
           metrics: this.metrics,
           logger: this.logger,
         })
@@ -212,6 +202,7 @@ export class Veer {
       clock: this.clock,
       reload: (actor) => this.reload(actor),
       settle: () => this.fleet?.flush() ?? Promise.resolve(),
+      series: this.series,
     });
   }
 

@@ -9,6 +9,7 @@ import type { Recorder } from '../measure/recorder.js';
 import type { AuditLog } from '../state/audit.js';
 import type { Principal, TokenAuth } from './auth.js';
 import { AdminError, readJsonBody } from './body.js';
+import type { SeriesSampler } from './dashboard/series.js';
 import {
   serializeAudit,
   serializeError,
@@ -37,6 +38,8 @@ export interface AdminContext {
   reload: (actor: string) => Promise<ReloadOutcome>;
   /** Waits until a change has reached the fleet's shared state (fleet mode); resolves at once otherwise. */
   settle?: () => Promise<void>;
+  /** The dashboard's one-point-a-second history (GET /api/series). */
+  series: SeriesSampler;
 }
 
 type Body = Record<string, unknown>;
@@ -265,6 +268,25 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
       method: 'GET',
       path: '/api/status',
       handler: wrap('read', 'status', async (_req, res) => sendJson(res, 200, serializeStatus(statusJson(ctx)))),
+    },
+    {
+      method: 'GET',
+      path: '/api/series',
+      handler: wrap('read', 'series', async (_req, res, url) => {
+        const raw = url.searchParams.get('since');
+        if (raw !== null && !/^\d{1,16}$/.test(raw))
+          throw bad(`since: must be epoch milliseconds, got "${raw.slice(0, 32)}"`);
+        sendJson(
+          res,
+          200,
+          JSON.stringify({
+            interval_ms: ctx.series.intervalMs,
+            capacity: ctx.series.capacity,
+            time: new Date(ctx.clock()).toISOString(),
+            points: ctx.series.since(raw === null ? undefined : Number(raw)),
+          }),
+        );
+      }),
     },
     command('/api/kill', 'POST', ['reason'], (b, actor) => ctx.controller.kill(actor, reasonOf(b, true))),
     command('/api/resume', 'POST', ['reason'], (b, actor) => ctx.controller.resume(actor, reasonOf(b, false))),

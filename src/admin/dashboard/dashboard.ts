@@ -1,18 +1,12 @@
-// The dashboard's admin routes: the page at GET /, its script and stylesheet, and GET /api/series for its charts.
+// The dashboard's admin routes: the page at GET /, its script and stylesheet (its data: GET /api/series in routes.ts).
 
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../log.js';
-import type { TokenAuth } from '../auth.js';
-import { type AdminRoute, sendError, sendJson } from '../server.js';
+import { type AdminRoute, sendError } from '../server.js';
 import { ASSET_FILES, bundleDashboard, type DashboardAssets } from './bundle.js';
-import type { SeriesSampler } from './series.js';
 
 export interface DashboardContext {
-  series: SeriesSampler;
-  auth: () => TokenAuth;
-  readRequiresToken: () => boolean;
-  clock: () => number;
   logger: Logger;
 }
 
@@ -74,40 +68,5 @@ export function dashboardRoutes(ctx: DashboardContext): AdminRoute[] {
     { method: 'GET', path: '/', handler: serve('html', 'text/html; charset=utf-8') },
     { method: 'GET', path: '/dashboard/app.js', handler: serve('js', 'text/javascript; charset=utf-8') },
     { method: 'GET', path: '/dashboard/app.css', handler: serve('css', 'text/css; charset=utf-8') },
-    {
-      method: 'GET',
-      path: '/api/series',
-      handler: (req, res, url) => {
-        if (ctx.readRequiresToken()) {
-          const auth = ctx.auth();
-          const r = auth.authenticate(req.headers.authorization);
-          if (!r.ok) {
-            res.setHeader('www-authenticate', 'Bearer realm="veer-admin"');
-            sendError(
-              res,
-              401,
-              'unauthorized',
-              r.reason === 'missing' ? 'send Authorization: Bearer <token>' : 'unknown or malformed token',
-            );
-            return;
-          }
-        }
-        const raw = url.searchParams.get('since');
-        if (raw !== null && !/^\d{1,16}$/.test(raw)) {
-          sendError(res, 400, 'bad_request', `since: must be epoch milliseconds, got "${raw.slice(0, 32)}"`);
-          return;
-        }
-        sendJson(
-          res,
-          200,
-          JSON.stringify({
-            interval_ms: ctx.series.intervalMs,
-            capacity: ctx.series.capacity,
-            time: new Date(ctx.clock()).toISOString(),
-            points: ctx.series.since(raw === null ? undefined : Number(raw)),
-          }),
-        );
-      },
-    },
   ];
 }
