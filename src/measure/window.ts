@@ -16,6 +16,8 @@ export interface Centroid {
 // reads cheap at little cost to inserts.
 const DELTA = 0.01;
 const K = 10;
+/** Samples waiting to be digested together; also digested whenever the window is read. */
+const PENDING_MAX = 256;
 
 class Slice {
   epoch = -1;
@@ -75,6 +77,9 @@ export class SlidingWindow {
   private openEpoch = -1;
   private closedCache: { epoch: number; ttfb: Centroid[]; duration: Centroid[] } | undefined;
   private snapshotCache: { epoch: number; total: number; snapshot: WindowSnapshot } | undefined;
+  /** Samples of the open slice not yet in its digests (see digestPending). */
+  private readonly pendingTtfb: number[] = [];
+  private readonly pendingDuration: number[] = [];
 
   constructor(options: WindowOptions) {
     this.sliceMs = options.windowMs / options.slices;
@@ -86,6 +91,8 @@ export class SlidingWindow {
   private slice(now: number): Slice {
     const epoch = Math.floor(now / this.sliceMs);
     if (epoch !== this.openEpoch) {
+      // Samples still waiting belong to the slice that was open when they came.
+      this.digestPending();
       this.openEpoch = epoch;
       const s = this.ring[epoch % this.ring.length]!;
       if (s.epoch !== epoch) s.reset(epoch);
@@ -98,8 +105,23 @@ export class SlidingWindow {
   record(outcome: Outcome, ttfbMs: number | undefined, durationMs: number | undefined): void {
     const s = this.slice(this.clock());
     s.counts[OUTCOME_INDEX[outcome]]! += 1;
-    if (ttfbMs !== undefined) s.ttfb.push(ttfbMs);
-    if (durationMs !== undefined) s.duration.push(durationMs);
+    if (ttfbMs !== undefined) this.pendingTtfb.push(ttfbMs);
+    if (durationMs !== undefined) this.pendingDuration.push(durationMs);
+    if (this.pendingTtfb.length >= PENDING_MAX || this.pendingDuration.length >= PENDING_MAX) this.digestPending();
+  }
+
+  /**
+   * Puts the samples waiting in `pending*` into the open slice's digests. A digest insert one at a time,
+   * between requests, costs ~1.4 µs in the proxy (the digest's tree is out of the CPU caches by then);
+   * in a run of a few hundred it costs what the micro-benchmark says, ~0.25 µs. Every read digests first.
+   */
+  private digestPending(): void {
+    if (this.pendingTtfb.length === 0 && this.pendingDuration.length === 0) return;
+    const s = this.ring[this.openEpoch % this.ring.length]!;
+    if (this.pendingTtfb.length > 0) s.ttfb.push(this.pendingTtfb);
+    if (this.pendingDuration.length > 0) s.duration.push(this.pendingDuration);
+    this.pendingTtfb.length = 0;
+    this.pendingDuration.length = 0;
   }
 
   private live(epoch: number): Slice[] {
@@ -109,6 +131,7 @@ export class SlidingWindow {
   }
 
   snapshot(): WindowSnapshot {
+    this.digestPending();
     const epoch = Math.floor(this.clock() / this.sliceMs);
     const live = this.live(epoch);
     const open = live.find((s) => s.epoch === epoch);
@@ -159,6 +182,7 @@ export class SlidingWindow {
 
   /** Centroids in the live window across all slices, for memory checks. */
   centroidCount(): number {
+    this.digestPending();
     let n = 0;
     for (const s of this.ring) n += s.ttfb.size() + s.duration.size();
     return n;

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +78,73 @@ describe('proxying over HTTP/1.1 and HTTP/2 on one port', () => {
     const side = res.headers['x-veer-upstream'] as 'legacy' | 'new';
     expect(seen.host).toBe(new URL(side === 'new' ? stack.next.url : stack.legacy.url).host);
     expect(res.headers['x-echo-method']).toBe('POST');
+  });
+
+  it('drops hop-by-hop response headers, and those the upstream lists in Connection, keeping the rest', async () => {
+    const upstream = await serveHttp((_req, res) => {
+      res.writeHead(200, {
+        connection: 'keep-alive, X-Private',
+        'keep-alive': 'timeout=5',
+        'proxy-connection': 'keep-alive',
+        'x-private': 'per-hop',
+        'x-request-id': 'abc',
+        'content-type': 'text/plain',
+        'content-length': '2',
+      });
+      res.end('ok');
+    });
+    const local = await startStack({ config: { upstreams: { legacy: { url: upstream.url } }, rollout: { weight: 0 } } });
+    try {
+      const res = await request(`${local.url}/v1/models`);
+      expect(await res.body.text()).toBe('ok');
+      expect(res.headers['x-request-id']).toBe('abc');
+      expect(res.headers['content-type']).toBe('text/plain');
+      expect(res.headers['x-private']).toBeUndefined();
+      expect(res.headers['proxy-connection']).toBeUndefined();
+      // undici's client answers keep-alive itself; what it shows is veer's own hop, not the upstream's.
+      expect(res.headers['keep-alive']).not.toBe('timeout=5');
+      const session = http2.connect(local.url);
+      const over2 = await h2Request(session, { ':path': '/v1/models' });
+      session.close();
+      expect(over2.headers['x-request-id']).toBe('abc');
+      expect(over2.headers['x-private']).toBeUndefined();
+      expect(over2.headers.connection).toBeUndefined();
+    } finally {
+      await local.close();
+      await upstream.close();
+    }
+  });
+
+  it('over HTTP/1.1, sends a stream\'s headers with its first token when they came together, and at once when the token is late', async () => {
+    // A raw client, to see what each read brings.
+    const firstRead = (url: string) =>
+      new Promise<{ text: string; at: number }>((resolve, reject) => {
+        const t0 = performance.now();
+        const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+        socket.once('data', (d) => {
+          resolve({ text: d.toString('latin1'), at: performance.now() - t0 });
+          socket.destroy();
+        });
+        socket.on('error', reject);
+        socket.write(
+          'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{"stream":true}',
+        );
+      });
+    const together = await startStack({ legacy: { ttfb: 30, headersFirst: false }, config: { rollout: { weight: 0 } } });
+    const late = await startStack({ legacy: { ttfb: 400, headersFirst: true }, config: { rollout: { weight: 0 } } });
+    try {
+      const a = await firstRead(together.url);
+      expect(a.text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(a.text).toContain('\r\n\r\n');
+      expect(a.text).toContain('data: {');
+      const b = await firstRead(late.url);
+      expect(b.text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(b.text).not.toContain('data: {');
+      expect(b.at).toBeLessThan(300);
+    } finally {
+      await together.close();
+      await late.close();
+    }
   });
 
   it('appends to an existing x-forwarded-for and maps :authority to x-forwarded-host over HTTP/2', async () => {

@@ -176,6 +176,43 @@ describe('window rotation (injected clock)', () => {
   });
 });
 
+describe('samples waiting to be digested', () => {
+  it('stay with the slice they came in: read at once, and expire with that slice', () => {
+    const clock = steppedClock(1_000);
+    const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: clock.read });
+    // Fewer than a digest batch: none of these has reached a digest when the window is read.
+    for (let i = 0; i < 50; i++) window.record('ok', 1_000 + i, 2_000 + i);
+    let s = window.snapshot();
+    expect(s.ttfbSamples).toBe(50);
+    expect(s.ttfbQuantile(0.5)).toBeGreaterThanOrEqual(1_000);
+    for (let i = 0; i < 50; i++) window.record('ok', 1_100 + i, undefined);
+    // The next slice: its first sample puts the waiting ones into the slice they came in.
+    clock.now = 11_000;
+    for (let i = 0; i < 30; i++) window.record('ok', 10 + i, 20 + i);
+    expect(window.snapshot().ttfbSamples).toBe(130);
+    expect(window.snapshot().durationSamples).toBe(80);
+    // The first slice leaves the window; only the second slice's samples are left.
+    clock.now = 61_000;
+    s = window.snapshot();
+    expect(s.ttfbSamples).toBe(30);
+    expect(s.durationSamples).toBe(30);
+    expect(s.ttfbQuantile(0.99)).toBeLessThan(40);
+  });
+
+  it('expire with their slice even when no sample came after them', () => {
+    const clock = steppedClock(1_000);
+    const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: clock.read });
+    for (let i = 0; i < 20; i++) window.record('ok', 500, undefined);
+    clock.now = 65_000;
+    expect(window.snapshot().ttfbSamples).toBe(0);
+    clock.now = 70_000;
+    window.record('ok', 7, undefined);
+    const s = window.snapshot();
+    expect(s.ttfbSamples).toBe(1);
+    expect(s.ttfbQuantile(0.5)).toBe(7);
+  });
+});
+
 describe('window memory', () => {
   it('keeps a digest near 1,000 centroids however many samples land in one slice', () => {
     const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: () => 30_000 });
