@@ -53,6 +53,7 @@ export function createLogger(options: LoggerOptions): Logger {
 
 /** Flushes buffered log lines; safe to call on a logger without a flushable destination. */
 export function flushLogger(logger: Logger): void {
+  for (const fn of beforeFlush.get(logger) ?? []) fn();
   pendingAccess.get(logger)?.();
   try {
     logger.flush();
@@ -79,8 +80,33 @@ export interface AccessFields {
 
 const num = (x: number | null) => (x === null || !Number.isFinite(x) ? 'null' : String(x));
 
+/** JSON strings of the few values fields like upstream, reason, method, protocol and outcome take. */
+const quoted = new Map<string, string>();
+function quote(value: string): string {
+  let q = quoted.get(value);
+  if (q === undefined) {
+    q = JSON.stringify(value);
+    // Methods come from clients: only so many are remembered.
+    if (quoted.size < 64) quoted.set(value, q);
+  }
+  return q;
+}
+
+/** Printable ASCII without `"` and `\`: a JSON string as it stands (most paths). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const quotePath = (path: string) => (PLAIN.test(path) ? `"${path}"` : JSON.stringify(path));
+
 /** Pending access lines per logger, written once per event-loop turn (see accessLogWriter). */
 const pendingAccess = new WeakMap<Logger, () => void>();
+/** Writers that hold lines of their own (the recorder's batch), flushed before the logger's lines. */
+const beforeFlush = new WeakMap<Logger, (() => void)[]>();
+
+/** Has flushLogger call `fn` first, so lines held elsewhere are not lost at shutdown. */
+export function beforeLogFlush(logger: Logger, fn: () => void): void {
+  const list = beforeFlush.get(logger);
+  if (list) list.push(fn);
+  else beforeFlush.set(logger, [fn]);
+}
 
 /**
  * The access log's writer: the same JSON line pino would write at info level (level, time, service, msg,
@@ -89,7 +115,7 @@ const pendingAccess = new WeakMap<Logger, () => void>();
  * the path) does not need. Lines of one event-loop turn go out in one write (flushLogger writes them
  * at once), and the timestamp is formatted once per millisecond. Honours the logger's level at each call.
  */
-export function accessLogWriter(logger: Logger): (f: AccessFields) => void {
+export function accessLogWriter(logger: Logger): (f: AccessFields, timeMs: number) => void {
   const stream = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym];
   if (!stream) return (f) => logger.info({ msg: 'request', ...f });
   let pending = '';
@@ -104,14 +130,14 @@ export function accessLogWriter(logger: Logger): (f: AccessFields) => void {
     stream.write(out);
   };
   pendingAccess.set(logger, flush);
-  return (f) => {
+  return (f, timeMs) => {
     if (!logger.isLevelEnabled('info')) return;
-    const ms = Date.now();
+    const ms = Math.floor(timeMs);
     if (ms !== lastMs) {
       lastMs = ms;
       lastIso = new Date(ms).toISOString();
     }
-    pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${JSON.stringify(f.upstream)},"reason":${JSON.stringify(f.reason)},"bucket":${num(f.bucket)},"method":${JSON.stringify(f.method)},"path":${JSON.stringify(f.path)},"proto":${JSON.stringify(f.proto)},"status":${num(f.status)},"outcome":${JSON.stringify(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`;
+    pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`;
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);

@@ -1,7 +1,8 @@
 // Where a finished stream's measurements go: its upstream's window, the Prometheus metrics and the access log.
 
+import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
-import { type AccessFields, accessLogWriter, type Logger } from '../log.js';
+import { type AccessFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
 import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
 import type { Outcome } from './outcome.js';
 import { type Clock, SlidingWindow } from './window.js';
@@ -27,6 +28,38 @@ export interface StreamRecord {
 }
 
 const CODE_CLASS = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'];
+const UPSTREAMS: readonly UpstreamName[] = ['legacy', 'new'];
+
+/**
+ * Finished streams wait here for Prometheus and the access log, and are metered together: at most
+ * BATCH_MS after the first of them, at BATCH_MAX of them, or when anything reads (a scrape, a log flush).
+ * Metering one stream between requests costs several times what it costs in a run (prom-client's label
+ * lookups, the line formatting and their data are out of the CPU caches by then); see bench/ (throughput).
+ */
+const BATCH_MAX = 256;
+const BATCH_MS = 10;
+
+/** One batch of finished streams, field by field (not the records themselves: a fallback reuses its Exchange). */
+class Batch {
+  n = 0;
+  readonly upstream = new Uint8Array(BATCH_MAX);
+  readonly outcome: Outcome[] = new Array(BATCH_MAX);
+  readonly status = new Uint16Array(BATCH_MAX);
+  readonly reason: string[] = new Array(BATCH_MAX);
+  /** Milliseconds; NaN when not measured. */
+  readonly ttfb = new Float64Array(BATCH_MAX);
+  readonly duration = new Float64Array(BATCH_MAX);
+  // Access-log fields (times in ms; NaN when none).
+  readonly bucket = new Float64Array(BATCH_MAX);
+  readonly method: string[] = new Array(BATCH_MAX);
+  readonly path: string[] = new Array(BATCH_MAX);
+  readonly protocol: string[] = new Array(BATCH_MAX);
+  readonly headersMs = new Float64Array(BATCH_MAX);
+  readonly totalMs = new Float64Array(BATCH_MAX);
+  readonly bytes = new Float64Array(BATCH_MAX);
+  /** Monotonic ms of the stream's end, for the log line's time. */
+  readonly endedAt = new Float64Array(BATCH_MAX);
+}
 
 export interface RecorderOptions {
   metrics: Metrics;
@@ -43,14 +76,19 @@ export class Recorder {
   /** Streams finished per upstream since start (monotonic; the dashboard derives req/s from it). */
   readonly finishedTotal: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   private readonly metrics: Metrics;
-  private readonly writeAccess: (f: AccessFields) => void;
+  private readonly writeAccess: (f: AccessFields, timeMs: number) => void;
   private readonly ttfbHistograms;
   private readonly durationHistograms;
+  private readonly batch = new Batch();
+  private batchTimer: NodeJS.Timeout | undefined;
+  private readonly flushBatch = () => this.flush();
   accessLog: boolean;
 
   constructor(options: RecorderOptions) {
     this.metrics = options.metrics;
     this.writeAccess = accessLogWriter(options.logger);
+    // Lines still in a batch are written before the logger flushes (shutdown, tests).
+    beforeLogFlush(options.logger, this.flushBatch);
     this.accessLog = options.accessLog;
     const window = () =>
       new SlidingWindow({ windowMs: options.windowMs, slices: options.slices, clock: options.clock });
@@ -60,6 +98,7 @@ export class Recorder {
       legacy: this.metrics.duration.labels('legacy'),
       new: this.metrics.duration.labels('new'),
     };
+    this.metrics.live.flush = this.flushBatch;
     this.metrics.live.inflight = () => this.inflight;
     this.metrics.live.window = () => {
       const read = (w: SlidingWindow) => {
@@ -83,6 +122,7 @@ export class Recorder {
    * TTFB is the first body byte, or the response headers for a response without a body; it is
    * recorded whenever the upstream answered with a non-5xx status, since a client that leaves after
    * the first token still saw that token's latency. Duration is recorded for completed responses only.
+   * The window (which the SLO guard reads) takes the stream now; metrics and the access log in a batch.
    */
   finished(r: StreamRecord): void {
     this.inflight[r.upstream]--;
@@ -92,30 +132,82 @@ export class Recorder {
     const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
     const durationMs = r.outcome === 'ok' ? r.endedAt - r.startedAt : undefined;
     this.windows[r.upstream].record(r.outcome, ttfbMs, durationMs);
-    if (ttfbMs !== undefined) this.ttfbHistograms[r.upstream].observe(ttfbMs / 1000);
-    if (durationMs !== undefined) this.durationHistograms[r.upstream].observe(durationMs / 1000);
-    this.metrics.outcomes.inc({ upstream: r.upstream, outcome: r.outcome });
-    this.metrics.requests.inc({
-      upstream: r.upstream,
-      code_class: CODE_CLASS[Math.floor(r.status / 100)] ?? 'none',
-      reason: r.fallback ? 'fallback' : r.reason,
-    });
-    if (this.accessLog) {
-      this.writeAccess({
-        upstream: r.upstream,
-        reason: r.fallback ? 'fallback' : r.reason,
-        bucket: r.bucket,
-        method: r.method,
-        path: r.path,
-        proto: r.protocol,
-        status: r.status,
-        outcome: r.outcome,
-        ttfb_ms: ttfbMs === undefined ? null : round(ttfbMs),
-        headers_ms: r.headersAt > 0 ? round(r.headersAt - r.startedAt) : null,
-        duration_ms: round(r.endedAt - r.startedAt),
-        bytes: r.bytesOut,
-      });
+    const b = this.batch;
+    const i = b.n++;
+    b.upstream[i] = r.upstream === 'new' ? 1 : 0;
+    b.outcome[i] = r.outcome;
+    b.status[i] = r.status;
+    b.reason[i] = r.fallback ? 'fallback' : r.reason;
+    b.ttfb[i] = ttfbMs ?? Number.NaN;
+    b.duration[i] = durationMs ?? Number.NaN;
+    b.bucket[i] = r.bucket;
+    b.method[i] = r.method;
+    b.path[i] = r.path;
+    b.protocol[i] = r.protocol;
+    b.headersMs[i] = r.headersAt > 0 ? r.headersAt - r.startedAt : Number.NaN;
+    b.totalMs[i] = r.endedAt - r.startedAt;
+    b.bytes[i] = r.bytesOut;
+    b.endedAt[i] = r.endedAt;
+    if (i === 0) this.batchTimer = setTimeout(this.flushBatch, BATCH_MS);
+    if (b.n === BATCH_MAX) this.flush();
+  }
+
+  /** Meters the streams waiting in the batch: Prometheus counters and histograms, then access lines. */
+  flush(): void {
+    const b = this.batch;
+    const n = b.n;
+    if (n === 0) return;
+    b.n = 0;
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    const outcomes = new Map<string, number>();
+    const requests = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const upstream = UPSTREAMS[b.upstream[i]!]!;
+      const ttfb = b.ttfb[i]!;
+      const duration = b.duration[i]!;
+      if (!Number.isNaN(ttfb)) this.ttfbHistograms[upstream].observe(ttfb / 1000);
+      if (!Number.isNaN(duration)) this.durationHistograms[upstream].observe(duration / 1000);
+      const o = `${upstream} ${b.outcome[i]}`;
+      outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+      const q = `${upstream} ${CODE_CLASS[Math.floor(b.status[i]! / 100)] ?? 'none'} ${b.reason[i]}`;
+      requests.set(q, (requests.get(q) ?? 0) + 1);
     }
+    for (const [key, count] of outcomes) {
+      const [upstream, outcome] = key.split(' ');
+      this.metrics.outcomes.inc({ upstream, outcome }, count);
+    }
+    for (const [key, count] of requests) {
+      const [upstream, code_class, reason] = key.split(' ');
+      this.metrics.requests.inc({ upstream, code_class, reason }, count);
+    }
+    if (this.accessLog) {
+      // Wall-clock time of a monotonic instant, read once per batch.
+      const wallOffset = Date.now() - performance.now();
+      for (let i = 0; i < n; i++) {
+        const ttfb = b.ttfb[i]!;
+        const headers = b.headersMs[i]!;
+        this.writeAccess(
+          {
+            upstream: UPSTREAMS[b.upstream[i]!]!,
+            reason: b.reason[i]!,
+            bucket: b.bucket[i]!,
+            method: b.method[i]!,
+            path: b.path[i]!,
+            proto: b.protocol[i]!,
+            status: b.status[i]!,
+            outcome: b.outcome[i]!,
+            ttfb_ms: Number.isNaN(ttfb) ? null : round(ttfb),
+            headers_ms: Number.isNaN(headers) ? null : round(headers),
+            duration_ms: round(b.totalMs[i]!),
+            bytes: b.bytes[i]!,
+          },
+          wallOffset + b.endedAt[i]!,
+        );
+      }
+    }
+    // Let go of the strings (paths) of this batch.
+    b.path.fill('', 0, n);
   }
 }
 

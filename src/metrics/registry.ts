@@ -17,6 +17,8 @@ type PerUpstream = { legacy: number; new: number };
  * request path only bumps plain numbers.
  */
 export interface LiveReadings {
+  /** Meters what the recorder holds in its batch; the request metrics call it before they are read. */
+  flush?: () => void;
   inflight?: () => PerUpstream;
   window?: () => Record<
     'legacy' | 'new',
@@ -56,6 +58,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(`veer_${name}`);
   }
   const registers = [registry];
+  const flushRecorder = () => live.flush?.();
   return {
     registry,
     live,
@@ -64,12 +67,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Requests finished, by upstream, status class the client saw (none when no status was sent) and routing reason.',
       labelNames: ['upstream', 'code_class', 'reason'] as const,
       registers,
+      collect: flushRecorder,
     }),
     outcomes: new Counter({
       name: 'veer_request_outcomes_total',
       help: 'Requests finished, by upstream and outcome class (ok, upstream_5xx, connect_error, timeout, reset, client_abort).',
       labelNames: ['upstream', 'outcome'] as const,
       registers,
+      collect: flushRecorder,
     }),
     ttfb: new Histogram({
       name: 'veer_ttfb_seconds',
@@ -77,6 +82,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['upstream'] as const,
       buckets: TTFB_BUCKETS,
       registers,
+      collect: flushRecorder,
     }),
     duration: new Histogram({
       name: 'veer_request_duration_seconds',
@@ -84,6 +90,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['upstream'] as const,
       buckets: DURATION_BUCKETS,
       registers,
+      collect: flushRecorder,
     }),
     ttfbWindow: new WindowQuantiles({
       name: 'veer_ttfb_window_seconds',
