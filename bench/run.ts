@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { installCleanup, killChildren, ROOT, startedPids } from './lib/children.js';
+import { installCleanup, killChildren, REPO, startedPids } from './lib/children.js';
 import type { Scenario } from './lib/context.js';
 import { fdLimits } from './lib/proc.js';
 import { type ScenarioResult, writeReport } from './lib/results.js';
@@ -76,7 +76,7 @@ async function main(): Promise<number> {
   }
   const names = positionals.length > 0 ? ORDER.filter((n) => positionals.includes(n)) : ORDER;
   const quick = values.quick;
-  const outDir = values.out ?? (quick ? join(tmpdir(), 'veer-bench') : join(ROOT, 'bench', 'results'));
+  const outDir = values.out ?? (quick ? join(tmpdir(), 'veer-bench') : join(REPO, 'bench', 'results'));
   const base = quick ? 'quick' : 'latest';
   installCleanup();
   // A bench that hangs would hold thousands of sockets on a shared machine: give up after a bound.
@@ -104,7 +104,7 @@ async function main(): Promise<number> {
   }
   const { md, json, report } = writeReport(outDir, base, results, quick, ORDER);
   process.stdout.write(readFileSync(md, 'utf8'));
-  const shown = (p: string) => (p.startsWith(ROOT) ? relative(process.cwd(), p) : p);
+  const shown = (p: string) => (p.startsWith(REPO) ? relative(process.cwd(), p) : p);
   log(`wrote ${shown(md)} and ${shown(json)}`);
   const failed = Object.values(report.scenarios)
     .filter((s) => names.includes(s.name))

@@ -11,8 +11,10 @@ export const EXT = extname(here);
 export const ROOT = resolve(dirname(here), '../..');
 /** Node flags a child needs to run the same kind of files as this process. */
 export const NODE_ARGS = EXT === '.ts' ? ['--import', 'tsx'] : [];
+/** The repository root, whether run from source or from dist/. */
+export const REPO = EXT === '.ts' ? ROOT : resolve(ROOT, '..');
 /** The working directory children start in, so `--import tsx` resolves from the project's node_modules. */
-export const CWD = EXT === '.ts' ? ROOT : resolve(ROOT, '..');
+export const CWD = REPO;
 
 export function entry(relativeWithoutExt: string): string {
   return resolve(ROOT, `${relativeWithoutExt}${EXT}`);
