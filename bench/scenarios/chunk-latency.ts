@@ -4,7 +4,7 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { type Side, sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
-import { runQueueWait } from '../lib/proc.js';
+import { type CpuTime, runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
@@ -37,12 +37,12 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
      * the same gap at the mock (its `t` stamp) is the delay added on the way. The CPU window covers
      * only the time when every stream is open, so it is per relayed event, not per request.
      */
-    const round = async (side: Side, measureCpu: VeerProcess | undefined) => {
+    const round = async (side: Side, measureCpu: { cpu(): CpuTime } | undefined, veerLoop?: VeerProcess) => {
       const added = new Samples();
       let events = 0;
       let failed = 0;
       let cpu: { s: number; events: number } | undefined;
-      const loop0 = measureCpu ? await loopStats(measureCpu) : undefined;
+      const loop0 = veerLoop ? await loopStats(veerLoop) : undefined;
       const wait0 = runQueueWait(process.pid);
       const t0 = performance.now();
       const window = measureCpu
@@ -74,7 +74,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       await Promise.all(Array.from({ length: params.streams }, (_, i) => one(i)));
       await window;
       const seconds = (performance.now() - t0) / 1000;
-      const loop1 = measureCpu ? await loopStats(measureCpu) : undefined;
+      const loop1 = veerLoop ? await loopStats(veerLoop) : undefined;
       const loop =
         loop0 && loop1
           ? {
@@ -92,9 +92,12 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     await round('veer', undefined);
     if (bare) await round('bare', undefined);
     ctx.log(`chunk-latency: ${params.streams} streams × ${params.tokens} tokens, ${params.rounds} rounds`);
-    const r = await alternate(params.rounds, veer, (side) => round(side, side === 'veer' ? veer : undefined), {
-      withBare: bare !== undefined,
-    });
+    const r = await alternate(
+      params.rounds,
+      veer,
+      (side) => (side === 'veer' ? round(side, veer, veer) : round(side, side === 'bare' ? bare : undefined)),
+      { withBare: bare !== undefined },
+    );
     await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
     const pooled = (side: Side) => {
       const s = new Samples();
@@ -106,6 +109,8 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     const b = pooled('bare');
     const cpuS = r.veer.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
     const cpuEvents = r.veer.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
+    const bareCpuS = r.bare.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
+    const bareCpuEvents = r.bare.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
     const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
     figures.push(
       figure({
@@ -152,6 +157,16 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         value: (cpuS * 1e6) / Math.max(1, cpuEvents),
         target: { of: 'value', max: 30 },
       }),
+      ...(bare
+        ? [
+            figure({
+              key: 'chunk.bare_cpu_us_per_event',
+              label: 'reference: bare undici forwarder, CPU per relayed SSE event',
+              unit: 'us',
+              value: (bareCpuS * 1e6) / Math.max(1, bareCpuEvents),
+            }),
+          ]
+        : []),
     );
     const loops = r.veer.map((x) => x.loop!);
     const waits = [...r.direct, ...r.veer, ...r.bare].map((x) => x.clientWaitMsPerS);
