@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { VEER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { entry, forkEntry, NODE_ARGS, spawnNode, stopChild } from './children.js';
 import { type CpuTime, cpuTime, rssBytes, runQueueWait } from './proc.js';
 
@@ -54,7 +55,16 @@ export async function startVeer(
   // Logs (one access line per request) go to a pipe the bench drains, as a sidecar's stdout goes to its
   // container runtime; a file would add this disk's write costs to veer's CPU time.
   const child: ChildProcess = spawnNode(
-    [...prof, ...(options.nodeArgs ?? []), ...NODE_ARGS, entry('src/cli/main'), 'run', '--config', configPath],
+    [
+      ...VEER_NODE_FLAGS,
+      ...prof,
+      ...(options.nodeArgs ?? []),
+      ...NODE_ARGS,
+      entry('src/cli/main'),
+      'run',
+      '--config',
+      configPath,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
