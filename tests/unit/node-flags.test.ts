@@ -23,6 +23,6 @@ describe('VEER_NODE_FLAGS', () => {
 
   it('are passed by the bench when it starts veer', () => {
     const source = readFileSync(join(REPO, 'bench/lib/veer-process.ts'), 'utf8');
-    expect(source).toMatch(/spawnNode\(\s*\[\.\.\.VEER_NODE_FLAGS,/);
+    expect(source).toMatch(/spawnNode\(\s*\[\s*\.\.\.VEER_NODE_FLAGS,/);
   });
 });
