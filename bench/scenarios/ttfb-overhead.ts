@@ -8,7 +8,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples, usSince } from '../lib/samples.js';
-import { loopStats, noteGuard, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { endScenario, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
@@ -18,7 +18,8 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   const params = {
     concurrency: q ? [50, 200] : [200, 1000],
     rounds: q ? 1 : 3,
-    roundSeconds: q ? 1.5 : 8,
+    // Longer than one stream (TTFB + tokens), or no stream would start in the steady state that is measured.
+    roundSeconds: q ? 3 : 8,
     upstreamTtfbMs: 50,
     tokens: 4,
     tokenIntervalMs: 500,
@@ -90,11 +91,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         withBare: bare !== undefined,
       });
       await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
-      const pooled = (side: Side) => {
-        const s = new Samples();
-        for (const x of r[side]) s.addAll(x.ttfb);
-        return s;
-      };
+      const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.ttfb));
       const d = pooled('direct');
       const v = pooled('veer');
       const b = pooled('bare');
@@ -161,10 +158,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the bare forwarder's row.`,
     );
   } finally {
-    await noteGuard(veer, notes);
-    await bare?.stop();
-    await veer.stop();
-    await mocks.stop();
+    await endScenario(notes, veer, bare, mocks);
   }
   return run.result(params, figures, notes);
 }
