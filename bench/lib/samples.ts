@@ -24,6 +24,13 @@ export class Samples {
     for (let i = 0; i < values.length; i++) this.add(values[i]!);
   }
 
+  /** One set holding every value of `parts` (the rounds of one side, say). */
+  static pooled(parts: Iterable<Samples>): Samples {
+    const all = new Samples();
+    for (const p of parts) all.addAll(p);
+    return all;
+  }
+
   values(): Float64Array {
     return this.data.subarray(0, this.n);
   }

@@ -155,6 +155,19 @@ export async function noteGuard(veer: VeerProcess, notes: string[]): Promise<voi
   );
 }
 
+/** A scenario's teardown: the guard's note, then the bare forwarder, veer and the mocks, in that order. */
+export async function endScenario(
+  notes: string[],
+  veer: VeerProcess,
+  bare: { stop(): Promise<void> } | undefined,
+  mocks: { stop(): Promise<void> },
+): Promise<void> {
+  await noteGuard(veer, notes);
+  await bare?.stop();
+  await veer.stop();
+  await mocks.stop();
+}
+
 /** prom-client samples the event loop with a 10 ms timer; its histogram records whole intervals. */
 export const ELD_RESOLUTION_S = 0.01;
 

@@ -4,11 +4,11 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { type Side, sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
-import { type CpuTime, runQueueWait } from '../lib/proc.js';
+import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { loopStats, noteGuard, startBareForwarder, startVeer, type VeerProcess } from '../lib/veer-process.js';
+import { endScenario, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const run = scenarioRun('chunk-latency', ctx.quick);
@@ -37,7 +37,10 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
      * the same gap at the mock (its `t` stamp) is the delay added on the way. The CPU window covers
      * only the time when every stream is open, so it is per relayed event, not per request.
      */
-    const round = async (side: Side, measureCpu: { cpu(): CpuTime } | undefined, veerLoop?: VeerProcess) => {
+    const round = async (side: Side, measureCpu: boolean) => {
+      // CPU is measured on veer and on the bare forwarder; veer's event loop on veer alone.
+      const proc = !measureCpu ? undefined : side === 'veer' ? veer : side === 'bare' ? bare : undefined;
+      const veerLoop = measureCpu && side === 'veer' ? veer : undefined;
       const added = new Samples();
       let events = 0;
       let failed = 0;
@@ -45,13 +48,13 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       const loop0 = veerLoop ? await loopStats(veerLoop) : undefined;
       const wait0 = runQueueWait(process.pid);
       const t0 = performance.now();
-      const window = measureCpu
+      const window = proc
         ? (async () => {
             await sleep(params.tokenIntervalMs + 300);
-            const c0 = measureCpu.cpu().total;
+            const c0 = proc.cpu().total;
             const e0 = events;
             await sleep(streamMs - 2 * (params.tokenIntervalMs + 300));
-            cpu = { s: measureCpu.cpu().total - c0, events: events - e0 };
+            cpu = { s: proc.cpu().total - c0, events: events - e0 };
           })()
         : Promise.resolve();
       const one = async (slot: number) => {
@@ -88,22 +91,13 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       return { ok: cpu?.events ?? events, failed, added, events, cpu, loop, clientWaitMsPerS };
     };
     ctx.log('chunk-latency: warm-up');
-    await round('direct', undefined);
-    await round('veer', undefined);
-    if (bare) await round('bare', undefined);
+    await round('direct', false);
+    await round('veer', false);
+    if (bare) await round('bare', false);
     ctx.log(`chunk-latency: ${params.streams} streams × ${params.tokens} tokens, ${params.rounds} rounds`);
-    const r = await alternate(
-      params.rounds,
-      veer,
-      (side) => (side === 'veer' ? round(side, veer, veer) : round(side, side === 'bare' ? bare : undefined)),
-      { withBare: bare !== undefined },
-    );
+    const r = await alternate(params.rounds, veer, (side) => round(side, true), { withBare: bare !== undefined });
     await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
-    const pooled = (side: Side) => {
-      const s = new Samples();
-      for (const x of r[side]) s.addAll(x.added);
-      return s;
-    };
+    const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.added));
     const d = pooled('direct');
     const v = pooled('veer');
     const b = pooled('bare');
@@ -176,10 +170,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
-    await noteGuard(veer, notes);
-    await bare?.stop();
-    await veer.stop();
-    await mocks.stop();
+    await endScenario(notes, veer, bare, mocks);
   }
   return run.result(params, figures, notes);
 }

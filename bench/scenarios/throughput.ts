@@ -9,7 +9,7 @@ import { startMockHost } from '../lib/mocks.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { median, Samples, usSince } from '../lib/samples.js';
-import { noteGuard, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { endScenario, startBareForwarder, startVeer } from '../lib/veer-process.js';
 
 const BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'hi' }] });
 
@@ -159,11 +159,11 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     await h2Round('veer', q ? 250 : 1000);
     const h2 = await alternate(params.rounds, veer, (side) => h2Round(side as H2Side, roundMs));
     for (const s of Object.values(sessions).flat()) s.close();
-    const h2Side = (side: H2Side) => {
-      const lat = new Samples();
-      for (const r of h2[side]) lat.addAll(r.lat);
-      return { rps: median(h2[side].map((r) => r.rps)), lat, failed: h2[side].reduce((n, r) => n + r.failed, 0) };
-    };
+    const h2Side = (side: H2Side) => ({
+      rps: median(h2[side].map((r) => r.rps)),
+      lat: Samples.pooled(h2[side].map((r) => r.lat)),
+      failed: h2[side].reduce((n, r) => n + r.failed, 0),
+    });
     const h2D = h2Side('direct');
     const h2V = h2Side('veer');
     figures.push(
@@ -218,11 +218,10 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     if (bare) await frRound('bare', 1000);
     const fr = await alternate(params.rounds, veer, (side) => frRound(side, roundMs), { withBare: bare !== undefined });
     await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
-    const frSide = (side: Side) => {
-      const lat = new Samples();
-      for (const r of fr[side]) lat.addAll(r.lat);
-      return { lat, failed: fr[side].reduce((n, r) => n + r.failed, 0) };
-    };
+    const frSide = (side: Side) => ({
+      lat: Samples.pooled(fr[side].map((r) => r.lat)),
+      failed: fr[side].reduce((n, r) => n + r.failed, 0),
+    });
     const frD = frSide('direct');
     const frV = frSide('veer');
     const frB = frSide('bare');
@@ -266,10 +265,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
       `Client, veer and the mock upstreams share the machine's ${'2'} cores, so req/s through veer is bounded by the CPU veer takes from the others, not only by veer's own cost.`,
     );
   } finally {
-    await noteGuard(veer, notes);
-    await bare?.stop();
-    await veer.stop();
-    await mocks.stop();
+    await endScenario(notes, veer, bare, mocks);
   }
   return run.result(params, figures, notes);
 }
