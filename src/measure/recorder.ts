@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
 import { type AccessFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
 import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
-import type { Outcome } from './outcome.js';
+import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
 import { type Clock, SlidingWindow } from './window.js';
 
 /** What the proxy hands over when a stream ends; times are monotonic milliseconds. */
@@ -160,26 +160,36 @@ export class Recorder {
     b.n = 0;
     clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    const outcomes = new Map<string, number>();
-    const requests = new Map<string, number>();
+    // Counts per label set: [upstream][outcome], and per reason [upstream][code class].
+    const outcomes = new Float64Array(UPSTREAMS.length * OUTCOMES.length);
+    const requests = new Map<string, Float64Array>();
     for (let i = 0; i < n; i++) {
-      const upstream = UPSTREAMS[b.upstream[i]!]!;
+      const u = b.upstream[i]!;
       const ttfb = b.ttfb[i]!;
       const duration = b.duration[i]!;
-      if (!Number.isNaN(ttfb)) this.ttfbHistograms[upstream].observe(ttfb / 1000);
-      if (!Number.isNaN(duration)) this.durationHistograms[upstream].observe(duration / 1000);
-      const o = `${upstream} ${b.outcome[i]}`;
-      outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
-      const q = `${upstream} ${CODE_CLASS[Math.floor(b.status[i]! / 100)] ?? 'none'} ${b.reason[i]}`;
-      requests.set(q, (requests.get(q) ?? 0) + 1);
+      if (!Number.isNaN(ttfb)) this.ttfbHistograms[UPSTREAMS[u]!].observe(ttfb / 1000);
+      if (!Number.isNaN(duration)) this.durationHistograms[UPSTREAMS[u]!].observe(duration / 1000);
+      outcomes[u * OUTCOMES.length + OUTCOME_INDEX[b.outcome[i]!]]! += 1;
+      const reason = b.reason[i]!;
+      let byClass = requests.get(reason);
+      if (!byClass) {
+        byClass = new Float64Array(UPSTREAMS.length * CODE_CLASS.length);
+        requests.set(reason, byClass);
+      }
+      const codeClass = Math.floor(b.status[i]! / 100);
+      byClass[u * CODE_CLASS.length + (codeClass < CODE_CLASS.length ? codeClass : 0)]! += 1;
     }
-    for (const [key, count] of outcomes) {
-      const [upstream, outcome] = key.split(' ');
-      this.metrics.outcomes.inc({ upstream, outcome }, count);
+    for (let k = 0; k < outcomes.length; k++) {
+      if (outcomes[k] === 0) continue;
+      const labels = { upstream: UPSTREAMS[Math.floor(k / OUTCOMES.length)]!, outcome: OUTCOMES[k % OUTCOMES.length]! };
+      this.metrics.outcomes.inc(labels, outcomes[k]);
     }
-    for (const [key, count] of requests) {
-      const [upstream, code_class, reason] = key.split(' ');
-      this.metrics.requests.inc({ upstream, code_class, reason }, count);
+    for (const [reason, byClass] of requests) {
+      for (let k = 0; k < byClass.length; k++) {
+        if (byClass[k] === 0) continue;
+        const upstream = UPSTREAMS[Math.floor(k / CODE_CLASS.length)]!;
+        this.metrics.requests.inc({ upstream, code_class: CODE_CLASS[k % CODE_CLASS.length]!, reason }, byClass[k]);
+      }
     }
     if (this.accessLog) {
       // Wall-clock time of a monotonic instant, read once per batch.
