@@ -10,6 +10,7 @@ import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
 import { cutByVeer, ERROR_STATUS, errorBody, type ProxyErrorCode, UPSTREAM_FAILED_MID_STREAM } from './errors.js';
+import { withoutHopByHop } from './headers.js';
 import type { Upstream } from './upstream.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
@@ -26,29 +27,8 @@ export interface ExchangeContext {
 
 type Body = Readable | AsyncIterable<Buffer> | null;
 
+/** Response headers that belong to one connection (RFC 9110 §7.6.1). */
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
-
-/**
- * The upstream's response headers without the hop-by-hop ones (those named above, and any the Connection
- * header lists), as a new object: deleting them from undici's object would turn it into a slow
- * dictionary that node's writeHead then walks (~1.5 µs per response).
- */
-function responseHeaders(src: IncomingHttpHeaders): Record<string, string | string[] | undefined> {
-  const connection = src.connection;
-  const listed =
-    typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
-      ? connection
-          .toLowerCase()
-          .split(',')
-          .map((t) => t.trim())
-      : undefined;
-  const out: Record<string, string | string[] | undefined> = {};
-  for (const name in src) {
-    if (RESPONSE_HOP_BY_HOP.has(name) || listed?.includes(name)) continue;
-    out[name] = src[name];
-  }
-  return out;
-}
 
 /** Errors that undici reports before the request was written: nothing reached the upstream. */
 const CONNECT_ERROR_CODES = new Set([
@@ -168,7 +148,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (statusCode < 200 || this.done) return;
     this.headersAt = performance.now();
     this.status = statusCode;
-    const headers = responseHeaders(upstream);
+    const headers = withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP);
     if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
     try {
       if (this.res) {

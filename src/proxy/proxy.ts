@@ -10,6 +10,7 @@ import { extractKey } from '../routing/key.js';
 import { decide, type RoutingTable } from '../routing/table.js';
 import { errorBody } from './errors.js';
 import { Exchange, type ExchangeContext } from './exchange.js';
+import { type OutHeaders, withoutHopByHop } from './headers.js';
 import type { Upstream } from './upstream.js';
 
 /** Request headers that belong to one connection (RFC 9110 §7.6.1) or that veer sets itself. */
@@ -27,8 +28,6 @@ const REQUEST_HOP_BY_HOP = new Set([
 ]);
 
 function ignoreStreamError(): void {}
-
-type OutHeaders = Record<string, string | string[] | undefined>;
 
 function hostLines(raw: string[]): number {
   let n = 0;
@@ -52,20 +51,7 @@ function headerListSize(headers: IncomingHttpHeaders): number {
 }
 
 function upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
-  const out: OutHeaders = {};
-  const connection = src.connection;
-  const listed =
-    typeof connection === 'string'
-      ? connection
-          .toLowerCase()
-          .split(',')
-          .map((t) => t.trim())
-      : undefined;
-  for (const name in src) {
-    if (name.charCodeAt(0) === 58 /* ':' */ || REQUEST_HOP_BY_HOP.has(name)) continue;
-    if (listed?.includes(name)) continue;
-    out[name] = src[name];
-  }
+  const out = withoutHopByHop(src, REQUEST_HOP_BY_HOP);
   const xff = src['x-forwarded-for'];
   if (clientAddress) out['x-forwarded-for'] = xff ? `${xff}, ${clientAddress}` : clientAddress;
   if (!src['x-forwarded-proto']) out['x-forwarded-proto'] = proto;

@@ -1,0 +1,28 @@
+// Header copies for the next hop: what a proxy must not forward (RFC 9110 §7.6.1), in one place for both directions.
+
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type OutHeaders = Record<string, string | string[] | undefined>;
+
+/**
+ * A new object with `src`'s headers but the hop-by-hop ones: those in `hopByHop`, those its Connection
+ * header lists, and HTTP/2 pseudo-headers. A new object rather than deletions from `src`: deleting turns
+ * it into a slow dictionary that node's writeHead then walks (~1.5 µs per response).
+ */
+export function withoutHopByHop(src: IncomingHttpHeaders, hopByHop: ReadonlySet<string>): OutHeaders {
+  const connection = src.connection;
+  // `keep-alive` and `close`, the usual values, list no field outside the hop-by-hop set.
+  const listed =
+    typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
+      ? connection
+          .toLowerCase()
+          .split(',')
+          .map((t) => t.trim())
+      : undefined;
+  const out: OutHeaders = {};
+  for (const name in src) {
+    if (name.charCodeAt(0) === 58 /* ':' */ || hopByHop.has(name) || listed?.includes(name)) continue;
+    out[name] = src[name];
+  }
+  return out;
+}
