@@ -54,7 +54,6 @@ export function createLogger(options: LoggerOptions): Logger {
 /** Flushes buffered log lines; safe to call on a logger without a flushable destination. */
 export function flushLogger(logger: Logger): void {
   for (const fn of beforeFlush.get(logger) ?? []) fn();
-  pendingAccess.get(logger)?.();
   try {
     logger.flush();
   } catch {
@@ -96,8 +95,6 @@ function quote(value: string): string {
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 const quotePath = (path: string) => (PLAIN.test(path) ? `"${path}"` : JSON.stringify(path));
 
-/** Pending access lines per logger, written once per event-loop turn (see accessLogWriter). */
-const pendingAccess = new WeakMap<Logger, () => void>();
 /** Writers that hold lines of their own (the recorder's batch), flushed before the logger's lines. */
 const beforeFlush = new WeakMap<Logger, (() => void)[]>();
 
@@ -108,39 +105,41 @@ export function beforeLogFlush(logger: Logger, fn: () => void): void {
   else beforeFlush.set(logger, [fn]);
 }
 
+/** Access lines gathered by `line` and written together by `flush`. */
+export interface AccessLogWriter {
+  line(f: AccessFields, timeMs: number): void;
+  /** Writes the lines gathered since the last flush, in one write. */
+  flush(): void;
+}
+
 /**
  * The access log's writer: the same JSON line pino would write at info level (level, time, service, msg,
  * fields), written straight to the logger's destination. One line per request through pino costs ~10 µs
  * here, half of it redaction, which an access line (no secrets in it: no headers, no query values beyond
- * the path) does not need. Lines of one event-loop turn go out in one write (flushLogger writes them
- * at once), and the timestamp is formatted once per millisecond. Honours the logger's level at each call.
+ * the path) does not need. The caller (the recorder, with its batch of finished streams) says when the
+ * lines go out; the timestamp is formatted once per millisecond. Honours the logger's level at each line.
  */
-export function accessLogWriter(logger: Logger): (f: AccessFields, timeMs: number) => void {
+export function accessLogWriter(logger: Logger): AccessLogWriter {
   const stream = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym];
-  if (!stream) return (f) => logger.info({ msg: 'request', ...f });
+  if (!stream) return { line: (f) => logger.info({ msg: 'request', ...f }), flush() {} };
   let pending = '';
-  let scheduled = false;
   let lastMs = 0;
   let lastIso = '';
-  const flush = () => {
-    scheduled = false;
-    if (pending === '') return;
-    const out = pending;
-    pending = '';
-    stream.write(out);
-  };
-  pendingAccess.set(logger, flush);
-  return (f, timeMs) => {
-    if (!logger.isLevelEnabled('info')) return;
-    const ms = Math.floor(timeMs);
-    if (ms !== lastMs) {
-      lastMs = ms;
-      lastIso = new Date(ms).toISOString();
-    }
-    pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`;
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
+  return {
+    line(f, timeMs) {
+      if (!logger.isLevelEnabled('info')) return;
+      const ms = Math.floor(timeMs);
+      if (ms !== lastMs) {
+        lastMs = ms;
+        lastIso = new Date(ms).toISOString();
+      }
+      pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`;
+    },
+    flush() {
+      if (pending === '') return;
+      const out = pending;
+      pending = '';
+      stream.write(out);
+    },
   };
 }

@@ -2,7 +2,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
-import { type AccessFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
+import { type AccessLogWriter, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
 import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
 import { type Clock, SlidingWindow } from './window.js';
@@ -76,7 +76,7 @@ export class Recorder {
   /** Streams finished per upstream since start (monotonic; the dashboard derives req/s from it). */
   readonly finishedTotal: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   private readonly metrics: Metrics;
-  private readonly writeAccess: (f: AccessFields, timeMs: number) => void;
+  private readonly accessLines: AccessLogWriter;
   private readonly ttfbHistograms;
   private readonly durationHistograms;
   private readonly batch = new Batch();
@@ -86,7 +86,7 @@ export class Recorder {
 
   constructor(options: RecorderOptions) {
     this.metrics = options.metrics;
-    this.writeAccess = accessLogWriter(options.logger);
+    this.accessLines = accessLogWriter(options.logger);
     // Lines still in a batch are written before the logger flushes (shutdown, tests).
     beforeLogFlush(options.logger, this.flushBatch);
     this.accessLog = options.accessLog;
@@ -197,7 +197,7 @@ export class Recorder {
       for (let i = 0; i < n; i++) {
         const ttfb = b.ttfb[i]!;
         const headers = b.headersMs[i]!;
-        this.writeAccess(
+        this.accessLines.line(
           {
             upstream: UPSTREAMS[b.upstream[i]!]!,
             reason: b.reason[i]!,
@@ -215,6 +215,7 @@ export class Recorder {
           wallOffset + b.endedAt[i]!,
         );
       }
+      this.accessLines.flush();
     }
     // Let go of the strings (paths) of this batch.
     b.path.fill('', 0, n);
