@@ -1,9 +1,11 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
 import type { Outcome } from '../../src/measure/outcome.js';
 import { Recorder, type StreamRecord } from '../../src/measure/recorder.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import { parseExposition, seriesValue } from '../helpers/prom-text.js';
-import { memoryLogger } from '../helpers/stack.js';
+import { memoryLogger, waitFor } from '../helpers/stack.js';
 
 function setup(accessLog = true) {
   const metrics = createMetrics({ defaultMetrics: false });
@@ -196,6 +198,46 @@ describe('Recorder', () => {
     // Other log lines carry the same base fields.
     log.logger.info('hello');
     expect(log.lines().at(-1)).toMatchObject({ level: 'info', service: 'veer', msg: 'hello' });
+  });
+
+  it('meters a batch by itself: at 256 finished streams at once, and the rest shortly after, without a scrape or flush', async () => {
+    const chunks: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        chunks.push(String(chunk));
+        cb();
+      },
+    });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const logger = createLogger({ level: 'info', destination: sink });
+    const recorder = new Recorder({
+      metrics,
+      logger,
+      accessLog: true,
+      windowMs: 60_000,
+      slices: 6,
+      clock: () => 1_000,
+    });
+    const written = () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('"msg":"request"')).length;
+    const finish = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        recorder.started('new');
+        recorder.finished(stream({ outcome: 'ok' }, { firstByte: 10 }));
+      }
+    };
+    finish(255);
+    expect(written()).toBe(0);
+    // The window does not wait for the batch.
+    expect(recorder.windows.new.snapshot().ttfbSamples).toBe(255);
+    finish(1);
+    expect(written()).toBe(256);
+    finish(1);
+    expect(written()).toBe(256);
+    await waitFor(() => written() === 257, 2_000, 2);
   });
 
   it('honours the log level for access lines', () => {
