@@ -1,86 +1,7 @@
 // The human-readable text the operator CLI prints for each admin API reply (`--json` prints the reply itself).
 
-/** The shapes the admin API sends (see src/admin/schemas.ts); only what the views read. */
-export interface RolloutJson {
-  id: string;
-  state: string;
-  weight_percent: number;
-  step: number | null;
-  steps: number[];
-  kill_reason: string | null;
-  latched: boolean;
-  gate: { next_percent: number; waiting_for_approval: boolean; eligible_at: string | null } | null;
-  last_change: { time: string; actor: string; action: string; reason: string } | null;
-  version: number;
-}
+import type { Audit, AuditEntry, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
 
-interface UpstreamJson {
-  url?: string;
-  ttfb_p50_ms?: number | null;
-  ttfb_p95_ms?: number | null;
-  ttfb_p99_ms?: number | null;
-  error_rate?: number | null;
-  samples?: number;
-  requests?: number;
-  inflight?: number;
-}
-
-interface RuleJson {
-  name?: string;
-  text?: string;
-  status?: string;
-  value?: number | null;
-  threshold?: number | null;
-  legacy?: number | null;
-  unit?: string;
-  samples?: number;
-  min_samples?: number;
-}
-
-export interface OverridesJson {
-  new: string[];
-  legacy: string[];
-}
-
-export interface StatusJson {
-  rollout: RolloutJson;
-  upstreams: { legacy?: UpstreamJson; new?: UpstreamJson };
-  slo: {
-    on_breach?: string;
-    window_ms?: number;
-    evaluated_at?: string | null;
-    rules?: RuleJson[];
-  };
-  overrides?: OverridesJson;
-  time?: string;
-}
-
-interface SummaryJson {
-  state: string;
-  weight_percent: number;
-  latched?: boolean;
-}
-
-export interface AuditJson {
-  entries: {
-    time: string;
-    actor: string;
-    action: string;
-    reason: string;
-    rollout_id?: string;
-    before?: SummaryJson | null;
-    after?: SummaryJson | null;
-  }[];
-}
-
-export interface ReloadJson {
-  reloaded: boolean;
-  rollout_id: string;
-  changed: string[];
-  restart_required: string[];
-}
-
-/** Columns padded to their widest cell, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
@@ -108,7 +29,7 @@ function duration(msValue: number | undefined): string {
 }
 
 /** The rollout block every state-changing command prints, and the head of `veer status`. */
-export function rolloutView(r: RolloutJson): string {
+export function rolloutView(r: Rollout): string {
   const lines: [string, string][] = [
     ['rollout', r.id],
     ['state', r.state + (r.state === 'killed' && r.kill_reason ? ` (${r.kill_reason})` : '')],
@@ -140,7 +61,7 @@ function pairs(lines: [string, string][]): string {
   return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('');
 }
 
-export function statusView(s: StatusJson): string {
+export function statusView(s: Status): string {
   const up = (name: 'legacy' | 'new') => {
     const u = s.upstreams[name] ?? {};
     return [
@@ -178,14 +99,14 @@ export function statusView(s: StatusJson): string {
   ].join('\n');
 }
 
-export function overridesView(o: OverridesJson): string {
+export function overridesView(o: Overrides): string {
   const list = (keys: string[]) => (keys.length === 0 ? '(none)' : keys.join(', '));
   return `overrides pinned to new:    ${list(o.new)}\noverrides pinned to legacy: ${list(o.legacy)}\n`;
 }
 
-export function auditView(a: AuditJson): string {
+export function auditView(a: Audit): string {
   if (a.entries.length === 0) return '(the audit log is empty)\n';
-  const side = (x: SummaryJson | null | undefined) => (x ? `${x.state} ${x.weight_percent}%` : dash);
+  const side = (x: AuditEntry['before'] | undefined) => (x ? `${x.state} ${x.weight_percent}%` : dash);
   const rows = a.entries.map((e) => [
     e.time,
     e.actor,
@@ -196,7 +117,7 @@ export function auditView(a: AuditJson): string {
   return `${table(['time', 'actor', 'action', 'change', 'reason'], rows)}\n`;
 }
 
-export function reloadView(r: ReloadJson): string {
+export function reloadView(r: ReloadReply): string {
   const list = (x: string[]) => (x.length === 0 ? '(none)' : x.join(', '));
   return (
     `config reloaded (rollout ${r.rollout_id})\n` +

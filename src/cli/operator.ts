@@ -1,19 +1,9 @@
 // The operator subcommands of `veer`: their arguments, the one admin API call each makes, and what they print.
 
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { Audit, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
 import { AdminClient, CliFailure, EXIT_OK, EXIT_USAGE, resolveTarget } from './admin-client.js';
-import {
-  type AuditJson,
-  auditView,
-  type OverridesJson,
-  overridesView,
-  type ReloadJson,
-  type RolloutJson,
-  reloadView,
-  rolloutView,
-  type StatusJson,
-  statusView,
-} from './admin-views.js';
+import { auditView, overridesView, reloadView, rolloutView, statusView } from './admin-views.js';
 
 export const OPERATOR_COMMANDS = [
   'status',
@@ -145,7 +135,7 @@ function reasonOf(values: Record<string, unknown>, required: boolean, synopsis: 
   return r === undefined || r.trim() === '' ? undefined : r;
 }
 
-const rollout = (body: unknown) => rolloutView((body as { rollout: RolloutJson }).rollout);
+const rollout = (body: unknown) => rolloutView((body as { rollout: Rollout }).rollout);
 
 /** A command that changes the rollout and answers with it. */
 function rolloutCommand(
@@ -184,7 +174,7 @@ function overridesPlan(args: string[]): Plan {
     return {
       synopsis,
       common: commonOf(values),
-      call: { method: 'GET', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) },
+      call: { method: 'GET', path: '/api/overrides', view: (b) => overridesView(b as Overrides) },
     };
   }
   const rest = args.slice(1);
@@ -197,7 +187,7 @@ function overridesPlan(args: string[]): Plan {
       true,
     );
     const common = commonOf(values);
-    const call: Call = { method: 'PUT', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) };
+    const call: Call = { method: 'PUT', path: '/api/overrides', view: (b) => overridesView(b as Overrides) };
     if (common.help) return { synopsis, common, call };
     // `--new a b c`: bare words after --new or --legacy belong to it, until the next option.
     const keys: Record<string, 'new' | 'legacy'> = {};
@@ -227,7 +217,7 @@ function overridesPlan(args: string[]): Plan {
     const synopsis = SYNOPSIS['overrides rm']!;
     const { values, positionals } = parse(synopsis, rest, REASON, true);
     const common = commonOf(values);
-    const call: Call = { method: 'DELETE', path: '/api/overrides', view: (b) => overridesView(b as OverridesJson) };
+    const call: Call = { method: 'DELETE', path: '/api/overrides', view: (b) => overridesView(b as Overrides) };
     if (common.help) return { synopsis, common, call };
     if (positionals.length === 0) throw new UsageError('name at least one KEY to unpin', synopsis);
     call.body = { keys: [...new Set(positionals)], reason: reasonOf(values, true, synopsis) };
@@ -243,7 +233,7 @@ function plan(command: OperatorCommand, args: string[]): Plan {
       return {
         synopsis: SYNOPSIS.status!,
         common: commonOf(values),
-        call: { method: 'GET', path: '/api/status', view: (b) => statusView(b as StatusJson) },
+        call: { method: 'GET', path: '/api/status', view: (b) => statusView(b as Status) },
       };
     }
     case 'kill':
@@ -270,7 +260,7 @@ function plan(command: OperatorCommand, args: string[]): Plan {
         call: {
           method: 'GET',
           path: limit === undefined ? '/api/audit' : `/api/audit?limit=${limit}`,
-          view: (b) => auditView(b as AuditJson),
+          view: (b) => auditView(b as Audit),
         },
       };
     }
@@ -285,7 +275,7 @@ function plan(command: OperatorCommand, args: string[]): Plan {
           method: 'POST',
           path: '/api/reload',
           body: reason === undefined ? {} : { reason },
-          view: (b) => reloadView(b as ReloadJson),
+          view: (b) => reloadView(b as ReloadReply),
         },
       };
     }

@@ -1,7 +1,7 @@
 // The operator's actions (token, kill with confirm and reason, resume, promote, set weight) and how their outcome reads.
 
+import type { Rollout } from '../../api-types.js';
 import { ApiError, api, token } from './api.js';
-import type { Rollout } from './types.js';
 import { STATE_LABEL } from './view.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;

@@ -2,10 +2,10 @@
 
 import 'uplot/dist/uPlot.min.css';
 import '../style.css';
+import type { AuditEntry, Series, SeriesPoint, Status } from '../../api-types.js';
 import { setupActions } from './actions.js';
 import { ApiError, api } from './api.js';
 import { Charts } from './charts.js';
-import type { AuditEntry, Series, SeriesPoint, Status } from './types.js';
 import { renderAudit, renderHeader, renderRules } from './view.js';
 
 const POLL_MS = 1000;

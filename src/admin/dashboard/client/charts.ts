@@ -1,7 +1,7 @@
 // The four live charts (latency, errors, requests per second, share on new), drawn with uPlot from /api/series points.
 
 import uPlot from 'uplot';
-import type { SeriesPoint } from './types.js';
+import type { SeriesPoint } from '../../api-types.js';
 
 const LEGACY = '#1d4ed8';
 const NEW = '#c2410c';

@@ -1,6 +1,6 @@
 // Renders the rollout header, the SLO rules table and the audit table (text only: reasons are operator input).
 
-import type { AuditEntry, RolloutState, RuleJson, Status } from './types.js';
+import type { AuditEntry, RolloutState, RuleJson, Status } from '../../api-types.js';
 
 export const STATE_LABEL: Record<RolloutState, string> = {
   progressing: 'progressing',

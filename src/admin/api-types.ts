@@ -1,4 +1,5 @@
-// The admin API's JSON as the dashboard reads it (GET /api/status, /api/series, /api/audit).
+// The admin API's JSON as its clients read it: the dashboard (in the browser) and the operator CLI. Types
+// only, with no imports, so both the browser bundle and the server-side CLI can use them.
 
 export type RolloutState = 'progressing' | 'holding' | 'promoted' | 'rolled_back' | 'killed' | 'latched';
 export type RuleStatus = 'pass' | 'breach' | 'inconclusive';
@@ -28,8 +29,30 @@ export interface RuleJson {
   min_samples: number;
 }
 
+/** One upstream in GET /api/status: its SLO window and its streams. */
+export interface UpstreamStatus {
+  url: string;
+  ttfb_p50_ms: number | null;
+  ttfb_p95_ms: number | null;
+  ttfb_p99_ms: number | null;
+  error_rate: number | null;
+  samples: number;
+  requests: number;
+  errors: number;
+  inflight: number;
+  requests_total: number;
+}
+
+/** Keys pinned to each side (GET/PUT /api/overrides, and in the status). */
+export interface Overrides {
+  new: string[];
+  legacy: string[];
+}
+
 export interface Status {
   rollout: Rollout;
+  upstreams: { legacy: UpstreamStatus; new: UpstreamStatus };
+  overrides: Overrides;
   slo: {
     on_breach: string;
     interval_ms: number;
@@ -72,4 +95,17 @@ export interface AuditEntry {
   before: { state: string; weight_percent: number } | null;
   after: { state: string; weight_percent: number } | null;
   detail?: Record<string, unknown>;
+}
+
+/** GET /api/audit. */
+export interface Audit {
+  entries: AuditEntry[];
+}
+
+/** POST /api/reload. */
+export interface ReloadReply {
+  reloaded: boolean;
+  rollout_id: string;
+  changed: string[];
+  restart_required: string[];
 }
