@@ -58,14 +58,17 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Where a round's requests go: the upstream itself, veer, or the bare undici forwarder (a reference). */
-export type Side = 'direct' | 'veer' | 'bare';
+/**
+ * Where a round's requests go: the upstream itself, veer, or a reference on the same path: the bare
+ * undici forwarder (`bare`) or the raw TCP relay (`relay`).
+ */
+export type Side = 'direct' | 'veer' | 'bare' | 'relay';
 
 /**
  * The order of sides per round: ABBA-style (direct first in even rounds, last in odd ones), so a drift
  * in machine load over the run weighs on every side alike.
  */
-export function sidesOf(round: number, withBare = false): Side[] {
-  const sides: Side[] = withBare ? ['direct', 'veer', 'bare'] : ['direct', 'veer'];
+export function sidesOf(round: number, references: Side[] = []): Side[] {
+  const sides: Side[] = ['direct', 'veer', ...references];
   return round % 2 === 0 ? sides : sides.reverse();
 }

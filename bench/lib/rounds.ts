@@ -11,8 +11,9 @@ export interface RoundOutput {
 export interface Alternated<T> {
   direct: T[];
   veer: T[];
-  /** Rounds on the bare forwarder, when asked for. */
+  /** Rounds on the references asked for: the bare forwarder, the TCP relay. */
   bare: T[];
+  relay: T[];
   /** veer's user+sys CPU seconds over its rounds only. */
   veerCpuS: number;
   /** The user-mode part of veerCpuS (the rest is the kernel's, mostly socket reads and writes). */
@@ -26,19 +27,20 @@ export async function alternate<T extends RoundOutput>(
   rounds: number,
   veer: VeerProcess,
   run: (side: Side, round: number) => Promise<T>,
-  options: { withBare?: boolean } = {},
+  options: { references?: Side[] } = {},
 ): Promise<Alternated<T>> {
   const out: Alternated<T> = {
     direct: [],
     veer: [],
     bare: [],
+    relay: [],
     veerCpuS: 0,
     veerUserS: 0,
     veerOk: 0,
     veerCpuUsPerOk: [],
   };
   for (let round = 0; round < rounds; round++) {
-    for (const side of sidesOf(round, options.withBare)) {
+    for (const side of sidesOf(round, options.references)) {
       const before = veer.cpu();
       const r = await run(side, round);
       const after = veer.cpu();

@@ -132,20 +132,31 @@ export function metricValue(text: string, name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** The bare undici forwarder (bench/lib/bare-forwarder.ts) as a child process, measured like veer. */
-export async function startBareForwarder(
-  upstreamUrl: string,
-): Promise<{ url: string; cpu(): CpuTime; stop(): Promise<void> }> {
-  const child = forkEntry('bench/lib/bare-forwarder', [upstreamUrl]);
+/** A process on the same path as veer, measured like it, for reference. */
+export interface Reference {
+  url: string;
+  cpu(): CpuTime;
+  stop(): Promise<void>;
+}
+
+const REFERENCES = {
+  /** The smallest useful undici forwarder (bench/lib/bare-forwarder.ts): what any Node HTTP proxy adds. */
+  bare: { entry: 'bench/lib/bare-forwarder', name: 'bare forwarder' },
+  /** A raw TCP relay (bench/lib/tcp-relay.ts): what one more process on the path adds, HTTP aside. */
+  relay: { entry: 'bench/lib/tcp-relay', name: 'TCP relay' },
+} as const;
+
+/** Starts a reference as a child process in front of `upstreamUrl`. */
+export async function startReference(kind: keyof typeof REFERENCES, upstreamUrl: string): Promise<Reference> {
+  const child = forkEntry(REFERENCES[kind].entry, [upstreamUrl]);
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (m: { url: string }) => resolve(m.url));
-    child.once('exit', (code) => reject(new Error(`bare forwarder exited (${code})`)));
+    child.once('exit', (code) => reject(new Error(`${REFERENCES[kind].name} exited (${code})`)));
   });
   const pid = child.pid!;
   return { url, cpu: () => cpuTime(pid), stop: () => stopChild(child, 2000) };
 }
 
-/** A note when veer's SLO guard acted during a scenario (its figures then describe a rolled-back split). */
 /** Adds to `notes` whether veer's guard rolled back during the scenario (which moves later traffic). */
 export async function noteGuard(veer: VeerProcess, notes: string[]): Promise<void> {
   const g = await veer.guard().catch(() => undefined);
@@ -155,15 +166,15 @@ export async function noteGuard(veer: VeerProcess, notes: string[]): Promise<voi
   );
 }
 
-/** A scenario's teardown: the guard's note, then the bare forwarder, veer and the mocks, in that order. */
+/** A scenario's teardown: the guard's note, then the references, veer and the mocks, in that order. */
 export async function endScenario(
   notes: string[],
   veer: VeerProcess,
-  bare: { stop(): Promise<void> } | undefined,
+  references: (Reference | undefined)[],
   mocks: { stop(): Promise<void> },
 ): Promise<void> {
   await noteGuard(veer, notes);
-  await bare?.stop();
+  for (const r of references) await r?.stop();
   await veer.stop();
   await mocks.stop();
 }

@@ -8,7 +8,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { endScenario, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { endScenario, loopStats, type Reference, startReference, startVeer } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const run = scenarioRun('chunk-latency', ctx.quick);
@@ -22,7 +22,11 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
   const streamMs = params.tokens * params.tokenIntervalMs;
   const mocks = await startMockHost({ ttfb: 10, tokens: params.tokens, tokenIntervalMs: params.tokenIntervalMs });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
-  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
+  const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
+  const relay = q ? undefined : await startReference('relay', mocks.legacy.url);
+  const references: { side: Side; proc: Reference; label: string }[] = [];
+  if (bare) references.push({ side: 'bare', proc: bare, label: 'bare undici forwarder' });
+  if (relay) references.push({ side: 'relay', proc: relay, label: 'raw TCP relay (no HTTP)' });
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
@@ -30,6 +34,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       direct: benchPool(mocks.legacy.url, params.streams),
       veer: benchPool(veer.url, params.streams),
       bare: benchPool(bare?.url ?? mocks.legacy.url, params.streams),
+      relay: benchPool(relay?.url ?? mocks.legacy.url, params.streams),
     };
     let key = 0;
     /**
@@ -38,8 +43,8 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
      * only the time when every stream is open, so it is per relayed event, not per request.
      */
     const round = async (side: Side, measureCpu: boolean) => {
-      // CPU is measured on veer and on the bare forwarder; veer's event loop on veer alone.
-      const proc = !measureCpu ? undefined : side === 'veer' ? veer : side === 'bare' ? bare : undefined;
+      // CPU is measured on veer and on the references; veer's event loop on veer alone.
+      const proc = !measureCpu ? undefined : side === 'veer' ? veer : references.find((ref) => ref.side === side)?.proc;
       const veerLoop = measureCpu && side === 'veer' ? veer : undefined;
       const added = new Samples();
       let events = 0;
@@ -93,18 +98,21 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     ctx.log('chunk-latency: warm-up');
     await round('direct', false);
     await round('veer', false);
-    if (bare) await round('bare', false);
+    for (const ref of references) await round(ref.side, false);
     ctx.log(`chunk-latency: ${params.streams} streams × ${params.tokens} tokens, ${params.rounds} rounds`);
-    const r = await alternate(params.rounds, veer, (side) => round(side, true), { withBare: bare !== undefined });
-    await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
+    const r = await alternate(params.rounds, veer, (side) => round(side, true), {
+      references: references.map((ref) => ref.side),
+    });
+    await Promise.all(Object.values(pools).map((p) => p.close()));
     const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.added));
     const d = pooled('direct');
     const v = pooled('veer');
-    const b = pooled('bare');
-    const cpuS = r.veer.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
-    const cpuEvents = r.veer.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
-    const bareCpuS = r.bare.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
-    const bareCpuEvents = r.bare.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
+    const cpuPerEvent = (side: Side) => {
+      const s = r[side].reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
+      const events = r[side].reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
+      return { s, events, us: (s * 1e6) / Math.max(1, events) };
+    };
+    const { s: cpuS, events: cpuEvents, us: cpuUs } = cpuPerEvent('veer');
     const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
     figures.push(
       figure({
@@ -132,45 +140,41 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         direct: d.percentile(99.9),
         veer: v.percentile(99.9),
       }),
-      ...(bare
-        ? [
-            figure({
-              key: 'chunk.bare_delay_p99',
-              label: 'inter-token gap p99, reference: bare undici forwarder',
-              unit: 'ms',
-              noRatio: true,
-              direct: d.percentile(99),
-              value: b.percentile(99),
-            }),
-          ]
-        : []),
+      ...references.map((ref) =>
+        figure({
+          key: `chunk.${ref.side}_delay_p99`,
+          label: `inter-token gap p99, reference: ${ref.label}`,
+          unit: 'ms',
+          noRatio: true,
+          direct: d.percentile(99),
+          value: pooled(ref.side).percentile(99),
+        }),
+      ),
       figure({
         key: 'chunk.cpu_us_per_event',
         label: 'proxy CPU per relayed SSE event',
         unit: 'us',
-        value: (cpuS * 1e6) / Math.max(1, cpuEvents),
+        value: cpuUs,
         target: { of: 'value', max: 30 },
       }),
-      ...(bare
-        ? [
-            figure({
-              key: 'chunk.bare_cpu_us_per_event',
-              label: 'reference: bare undici forwarder, CPU per relayed SSE event',
-              unit: 'us',
-              value: (bareCpuS * 1e6) / Math.max(1, bareCpuEvents),
-            }),
-          ]
-        : []),
+      ...references.map((ref) =>
+        figure({
+          key: `chunk.${ref.side}_cpu_us_per_event`,
+          label: `reference: ${ref.label}, CPU per relayed SSE event`,
+          unit: 'us',
+          value: cpuPerEvent(ref.side).us,
+        }),
+      ),
     );
     const loops = r.veer.map((x) => x.loop!);
-    const waits = [...r.direct, ...r.veer, ...r.bare].map((x) => x.clientWaitMsPerS);
+    const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay].map((x) => x.clientWaitMsPerS);
     notes.push(
       `veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s. The bench client waited for a CPU ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s across all rounds.`,
       `${d.count} direct and ${v.count} veer gaps; ${params.streams} streams open at once, ${(params.streams * 1000) / params.tokenIntervalMs} events/s; failed streams ${failed}.`,
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
-    await endScenario(notes, veer, bare, mocks);
+    await endScenario(notes, veer, [bare, relay], mocks);
   }
   return run.result(params, figures, notes);
 }

@@ -1,6 +1,7 @@
 // throughput: small non-streaming requests at upstream TTFB 0 — req/s, latency and veer's CPU time per request.
 
 import autocannon from 'autocannon';
+import type { Pool } from 'undici';
 import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { h2Sessions, h2Timed } from '../lib/h2-client.js';
@@ -9,7 +10,7 @@ import { startMockHost } from '../lib/mocks.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { median, Samples, usSince } from '../lib/samples.js';
-import { endScenario, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { endScenario, startReference, startVeer } from '../lib/veer-process.js';
 
 const BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'hi' }] });
 
@@ -30,7 +31,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
   const mocks = await startMockHost({ ttfb: 0, tokens: 8 }, { h2: true });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
   // References measured in the same run (not in quick mode): see 1b.
-  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
+  const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
@@ -191,7 +192,8 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     );
 
     // 3. A fixed rate well below saturation: sub-millisecond latency added per request, in µs.
-    const pools = {
+    // No TCP relay here: its rows would say nothing for requests this small that the bare forwarder's do not.
+    const pools: Partial<Record<Side, Pool>> = {
       direct: benchPool(url('direct'), params.fixedRateConnections),
       veer: benchPool(url('veer'), params.fixedRateConnections),
       bare: benchPool(bare ? url('bare') : url('direct'), params.fixedRateConnections),
@@ -204,7 +206,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
         params.fixedRatePerS,
         ms,
         async () => {
-          const t = await timedRequest(pools[side], chatRequest(`fr-${frKey++}`, false));
+          const t = await timedRequest(pools[side]!, chatRequest(`fr-${frKey++}`, false));
           if (t.status === 200 && !t.error) lat.add(usSince(t.startNs, t.endNs));
           else failed++;
         },
@@ -216,8 +218,10 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     await frRound('direct', q ? 250 : 1000);
     await frRound('veer', q ? 250 : 1000);
     if (bare) await frRound('bare', 1000);
-    const fr = await alternate(params.rounds, veer, (side) => frRound(side, roundMs), { withBare: bare !== undefined });
-    await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
+    const fr = await alternate(params.rounds, veer, (side) => frRound(side, roundMs), {
+      references: bare ? ['bare'] : [],
+    });
+    await Promise.all(Object.values(pools).map((p) => p.close()));
     const frSide = (side: Side) => ({
       lat: Samples.pooled(fr[side].map((r) => r.lat)),
       failed: fr[side].reduce((n, r) => n + r.failed, 0),
@@ -265,7 +269,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
       `Client, veer and the mock upstreams share the machine's ${'2'} cores, so req/s through veer is bounded by the CPU veer takes from the others, not only by veer's own cost.`,
     );
   } finally {
-    await endScenario(notes, veer, bare, mocks);
+    await endScenario(notes, veer, [bare], mocks);
   }
   return run.result(params, figures, notes);
 }

@@ -8,7 +8,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples, usSince } from '../lib/samples.js';
-import { endScenario, loopStats, startBareForwarder, startVeer } from '../lib/veer-process.js';
+import { endScenario, loopStats, startReference, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
@@ -32,8 +32,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
     tokenIntervalMs: params.tokenIntervalMs,
   });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
-  // The same path through the smallest undici forwarder: what any Node proxy adds on this machine today.
-  const bare = q ? undefined : await startBareForwarder(mocks.legacy.url);
+  // The same path through the smallest undici forwarder (what any Node HTTP proxy adds on this machine
+  // today) and through a raw TCP relay (what one more process on the path adds, with no HTTP at all).
+  const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
+  const relay = q ? undefined : await startReference('relay', mocks.legacy.url);
   const figures: Figure[] = [];
   const notes: string[] = [];
   let key = 0;
@@ -43,6 +45,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         direct: benchPool(mocks.legacy.url, n),
         veer: benchPool(veer.url, n),
         bare: benchPool(bare?.url ?? mocks.legacy.url, n),
+        relay: benchPool(relay?.url ?? mocks.legacy.url, n),
       };
       const round = async (side: Side, ms: number) => {
         const ttfb = new Samples();
@@ -86,15 +89,17 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       await round('direct', q ? 600 : 2000);
       await round('veer', q ? 600 : 2000);
       if (bare) await round('bare', 2000);
+      if (relay) await round('relay', 2000);
       ctx.log(`ttfb-overhead: ${n} streams, ${params.rounds} rounds`);
       const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
-        withBare: bare !== undefined,
+        references: q ? [] : ['bare', 'relay'],
       });
-      await Promise.all([pools.direct.close(), pools.veer.close(), pools.bare.close()]);
+      await Promise.all(Object.values(pools).map((p) => p.close()));
       const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.ttfb));
       const d = pooled('direct');
       const v = pooled('veer');
       const b = pooled('bare');
+      const t = pooled('relay');
       const onNew = r.veer.reduce((a, x) => a + x.onNew, 0);
       const total = r.veer.reduce((a, x) => a + x.total, 0);
       const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
@@ -129,6 +134,17 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
               }),
             )
           : []),
+        ...(relay
+          ? [50, 99].map((p) =>
+              figure({
+                key: `c${n}.relay_ttfb_p${p}`,
+                label: `${n} streams: TTFB p${p}, reference: raw TCP relay (no HTTP)`,
+                unit: 'ms',
+                direct: d.percentile(p),
+                value: t.percentile(p),
+              }),
+            )
+          : []),
         figure({
           key: `c${n}.share_new`,
           label: `${n} streams: share on new (weight ${WEIGHT_PERCENT} %)`,
@@ -147,7 +163,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         return `${(x.ttfb.percentile(50) - dd.percentile(50)).toFixed(2)}/${(x.ttfb.percentile(99) - dd.percentile(99)).toFixed(2)}`;
       });
       const loops = r.veer.map((x) => x.loop!);
-      const waits = [...r.direct, ...r.veer, ...r.bare].map((x) => x.clientWaitMsPerS);
+      const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay].map((x) => x.clientWaitMsPerS);
       notes.push(
         `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
         `${n} streams: ${d.count} direct and ${v.count} veer TTFB samples; added p50/p99 per round (ms): ${perRound.join(', ')}; share on new ${share.toFixed(2)} % of ${total} streams (binomial σ ${sigma.toFixed(2)} points); failed ${failed}.`,
@@ -155,10 +171,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
     }
     notes.push(
       `Each of the N loops runs one stream after another (TTFB ${params.upstreamTtfbMs} ms, ${params.tokens} tokens ${params.tokenIntervalMs} ms apart, a new x-user-id each), over its own keep-alive connection; TTFB is request start to the first body byte (the first token event), measured in the client with process.hrtime.bigint. Direct goes to the legacy mock; through veer ${100 - WEIGHT_PERCENT}/${WEIGHT_PERCENT} to legacy/new, both in the same mock process.`,
-      `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the bare forwarder's row.`,
+      `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the reference rows. The bare forwarder is a Node HTTP proxy with none of veer's work; the TCP relay is a Node process that pipes bytes and parses nothing, so the gap between the two is the cost of Node's HTTP stacks (parsing, framing, streams) on this machine, and the relay's own figure is that of one more process hop.`,
     );
   } finally {
-    await endScenario(notes, veer, bare, mocks);
+    await endScenario(notes, veer, [bare, relay], mocks);
   }
   return run.result(params, figures, notes);
 }
