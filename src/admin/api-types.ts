@@ -1,5 +1,5 @@
-// The admin API's JSON as its clients read it: the dashboard (in the browser) and the operator CLI. Types
-// only, with no imports, so both the browser bundle and the server-side CLI can use them.
+// The admin API's JSON as its clients read it (the dashboard in the browser, the operator CLI) and as the
+// server's series sampler builds it. Types only, with no imports, so the browser bundle can use them too.
 
 export type RolloutState = 'progressing' | 'holding' | 'promoted' | 'rolled_back' | 'killed' | 'latched';
 export type RuleStatus = 'pass' | 'breach' | 'inconclusive';
@@ -63,21 +63,35 @@ export interface Status {
   time: string;
 }
 
+/** One upstream in a GET /api/series point; the server's sampler (dashboard/series.ts) builds these. */
 export interface SeriesSide {
   ttfb_p50_ms: number | null;
   ttfb_p95_ms: number | null;
   ttfb_p99_ms: number | null;
+  /** Window error rate; null without requests in the window. */
   error_rate: number | null;
+  /** Streams finished per second since the previous point; null when no time passed. */
   rps: number | null;
 }
 
+export interface SeriesRule {
+  name: string;
+  metric: string;
+  value: number | null;
+  threshold: number | null;
+  status: RuleStatus;
+}
+
 export interface SeriesPoint {
+  /** Epoch milliseconds on veer's clock. */
   t: number;
   weight_percent: number;
+  /** Share of the streams finished since the previous point that were on new; null without any. */
   share_new: number | null;
   legacy: SeriesSide;
   new: SeriesSide;
-  rules: { name: string; metric: string; value: number | null; threshold: number | null; status: RuleStatus }[];
+  /** Every rule judged on the same windows at the same moment, so its threshold line matches the guard. */
+  rules: SeriesRule[];
 }
 
 export interface Series {

@@ -1,38 +1,9 @@
 // The dashboard's time series: one point a second sampled from the measurement windows, kept for ten minutes.
 
 import type { SloRule, UpstreamName } from '../../config/types.js';
-import { judgeRule, type RuleStatus, type WindowView } from '../../guard/evaluate.js';
+import { judgeRule, type WindowView } from '../../guard/evaluate.js';
 import type { Clock } from '../../measure/window.js';
-
-export interface SeriesSide {
-  ttfb_p50_ms: number | null;
-  ttfb_p95_ms: number | null;
-  ttfb_p99_ms: number | null;
-  /** Window error rate; null without requests in the window. */
-  error_rate: number | null;
-  /** Streams finished per second since the previous point; null when no time passed. */
-  rps: number | null;
-}
-
-export interface SeriesRule {
-  name: string;
-  metric: string;
-  value: number | null;
-  threshold: number | null;
-  status: RuleStatus;
-}
-
-export interface SeriesPoint {
-  /** Epoch milliseconds on veer's clock. */
-  t: number;
-  weight_percent: number;
-  /** Share of the streams finished since the previous point that were on new; null without any. */
-  share_new: number | null;
-  legacy: SeriesSide;
-  new: SeriesSide;
-  /** Every rule judged on the same windows at the same moment, so its threshold line matches the guard. */
-  rules: SeriesRule[];
-}
+import type { SeriesPoint, SeriesSide } from '../api-types.js';
 
 /** What the sampler reads; getters, because a reload replaces the rules. */
 export interface SeriesSource {
