@@ -343,6 +343,23 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
         if (!Array.isArray(keys) || keys.length === 0) throw bad('keys: must be a non-empty list of strings');
         if (keys.length > MAX_KEYS_PER_CALL) throw bad(`keys: at most ${MAX_KEYS_PER_CALL} keys per call`);
         const list = keys.map((k, i) => keyOf(k, `keys[${i}]`));
+        // A key the config file pins, with no runtime pin over it, cannot be removed here: answering 200
+        // with the key still pinned would read as done. The whole call is refused, nothing is removed.
+        const runtime = ctx.controller.snapshot.overrides;
+        const pinnedAtRuntime = new Set([...runtime.new, ...runtime.legacy]);
+        const fromFile = ctx.config().routing.overrides;
+        const inFile = list.flatMap((k) => {
+          if (pinnedAtRuntime.has(k)) return [];
+          const side = fromFile.new.includes(k) ? 'new' : fromFile.legacy.includes(k) ? 'legacy' : undefined;
+          return side ? [`"${k.slice(0, 64)}" (routing.overrides.${side})`] : [];
+        });
+        if (inFile.length > 0)
+          throw new AdminError(
+            409,
+            'override_in_config',
+            `keys: ${inFile.slice(0, 5).join(', ')}${inFile.length > 5 ? ` and ${inFile.length - 5} more` : ''} ` +
+              'pinned by the config file; remove them there and reload, or PUT them to the other side. Nothing was removed',
+          );
         ctx.controller.removeOverrides(actorOf(who), list, reasonOf(body, true));
         await ctx.settle?.();
         overridesReply(res);

@@ -64,6 +64,7 @@ describe('admin API', () => {
         admin: { tokens: tokenFiles() },
         rollout: { id: 'admin-test', weight: 50, steps: [10, 50, 100] },
         slo: { rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%', 'ttfb_p95 <= 1.5 x legacy'] },
+        routing: { overrides: { new: ['pinned-in-file'] } },
       },
     });
   });
@@ -146,6 +147,33 @@ describe('admin API', () => {
     expect(resumed.body.rollout).toMatchObject({ state: 'progressing', weight_percent: 50, kill_reason: null });
     expect(await send()).toBe('new');
     await api(stack.adminUrl, 'DELETE', '/api/overrides', { keys: ['vip'], reason: 'done' });
+  });
+
+  it('refuses to unpin a key the config file pins (409, nothing removed); a runtime pin over it can be removed', async () => {
+    const pins = () => api(stack.adminUrl, 'GET', '/api/overrides');
+    expect((await pins()).body).toEqual({ new: ['pinned-in-file'], legacy: [] });
+    await api(stack.adminUrl, 'PUT', '/api/overrides', { keys: { 'runtime-1': 'new' }, reason: 'qa' });
+    const version = stack.veer.controller.snapshot.version;
+    const refused = await api(stack.adminUrl, 'DELETE', '/api/overrides', {
+      keys: ['runtime-1', 'pinned-in-file'],
+      reason: 'unpin',
+    });
+    expect(refused).toMatchObject({ status: 409, body: { error: { code: 'override_in_config' } } });
+    expect(refused.body.error.message).toMatch(
+      /"pinned-in-file" \(routing\.overrides\.new\) pinned by the config file/,
+    );
+    // All or nothing: the runtime key named in the same call is still pinned, and no change was recorded.
+    expect(stack.veer.controller.snapshot.version).toBe(version);
+    expect((await pins()).body).toEqual({ new: ['pinned-in-file', 'runtime-1'], legacy: [] });
+    // The way out the error names: a runtime pin to the other side wins over the file's, and removing it
+    // gives the key back to the file.
+    await api(stack.adminUrl, 'PUT', '/api/overrides', { keys: { 'pinned-in-file': 'legacy' }, reason: 'move' });
+    expect((await pins()).body).toEqual({ new: ['runtime-1'], legacy: ['pinned-in-file'] });
+    const removed = await api(stack.adminUrl, 'DELETE', '/api/overrides', {
+      keys: ['pinned-in-file', 'runtime-1'],
+      reason: 'done',
+    });
+    expect(removed).toMatchObject({ status: 200, body: { new: ['pinned-in-file'], legacy: [] } });
   });
 
   it('GET /api/status reports rollout, upstream windows and rule results', async () => {
