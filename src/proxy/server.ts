@@ -172,7 +172,7 @@ export class FrontListener {
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     // A socket that says nothing is closed, whatever protocol it would have spoken.
-    socket.setTimeout(this.options.listen.headersTimeoutMs, () => socket.destroy());
+    socket.setTimeout(this.options.listen.headersTimeoutMs, closeSilentSocket);
     let seen: Buffer | undefined;
     const onData = (chunk: Buffer) => {
       const data = seen ? Buffer.concat([seen, chunk]) : chunk;
@@ -184,7 +184,7 @@ export class FrontListener {
           socket.destroy();
           return;
         }
-        socket.setTimeout(0);
+        socket.setTimeout(0, closeSilentSocket);
         // No resume: TLSSocket, like http2, re-reads the buffered bytes itself on the next tick.
         this.tls.emit('connection', socket);
         return;
@@ -198,7 +198,8 @@ export class FrontListener {
       socket.off('data', onData);
       socket.pause();
       socket.unshift(data);
-      socket.setTimeout(0);
+      // With its listener, or the socket would keep it (and this closure, `seen` with it) for its lifetime.
+      socket.setTimeout(0, closeSilentSocket);
       if (maybeH2) {
         // No resume: the http2 session reads the buffered bytes itself on the next tick.
         this.handOver(socket, 'h2c', this.h2);
@@ -268,4 +269,9 @@ export class FrontListener {
     // Clears http's connection-checking timer; the 'not running' error is expected here.
     this.h1.close(() => {});
   }
+}
+
+/** The sniffer's timeout listener: a socket that said nothing in time is closed. */
+export function closeSilentSocket(this: net.Socket): void {
+  this.destroy();
 }

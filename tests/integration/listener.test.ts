@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeSilentSocket } from '../../src/proxy/server.js';
 import { h2Request, type Stack, startStack } from '../helpers/stack.js';
 
 describe('front listener hardening', () => {
@@ -94,6 +95,37 @@ describe('front listener hardening', () => {
     const t0 = Date.now();
     await new Promise((r) => session.once('close', r));
     expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it('drops its silence timer and its listener when it hands a socket over, so nothing of the sniffer stays per connection', async () => {
+    const serverSide = (localPort: number | undefined) => {
+      const sockets = (stack.veer.front as unknown as { sockets: Set<net.Socket> }).sockets;
+      return [...sockets].find((s) => s.remotePort === localPort);
+    };
+    // HTTP/1.1, kept alive.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    let clientPort: number | undefined;
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+      http
+        .get(`${stack.url}/v1/models`, { agent }, resolve)
+        .on('socket', (s) => s.once('connect', () => (clientPort = s.localPort)))
+        .on('error', reject),
+    );
+    res.resume();
+    await new Promise((r) => res.on('end', r));
+    const h1 = serverSide(clientPort);
+    expect(h1).toBeDefined();
+    // node's http server keeps one listener of its own (its socketOnTimeout); the sniffer's is gone.
+    expect(h1!.listeners('timeout')).not.toContain(closeSilentSocket);
+    expect(h1!.listenerCount('timeout')).toBe(1);
+    agent.destroy();
+    // h2c.
+    const session = http2.connect(stack.url);
+    await h2Request(session, { ':path': '/v1/models' });
+    const h2 = serverSide(session.socket.localPort);
+    expect(h2).toBeDefined();
+    expect(h2!.listenerCount('timeout')).toBe(0);
+    session.close();
   });
 
   it('counts connections per protocol for the metrics', async () => {
