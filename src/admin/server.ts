@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/registry.js';
+import { answerClientError } from '../proxy/errors.js';
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -44,7 +45,8 @@ export class AdminServer {
       { maxHeaderSize: 16_384, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 },
       (req, res) => this.dispatch(req, res),
     );
-    this.server.on('clientError', (_err, socket) => socket.destroy());
+    // A malformed or too-slow admin request gets a JSON 400/431/408 too, not a silent close.
+    this.server.on('clientError', (err, socket) => answerClientError(err, socket));
   }
 
   setRoutes(routes: AdminRoute[]): void {

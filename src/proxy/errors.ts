@@ -1,5 +1,7 @@
 // The errors veer itself answers with: stable codes, HTTP statuses and the JSON body they travel in.
 
+import type { Duplex } from 'node:stream';
+
 export type ProxyErrorCode =
   | 'upstream_unavailable'
   | 'upstream_timeout'
@@ -28,3 +30,36 @@ export const UPSTREAM_FAILED_MID_STREAM = new Error('upstream failed mid-stream'
 
 /** HTTP/2 streams veer reset itself (a failed upstream, a stalled reader): not the client's resets. */
 export const cutByVeer = new WeakSet<object>();
+
+/** Why a malformed or too-slow HTTP/1.1 request was turned away before it became a request. */
+export type ClientErrorReason = 'bad_request' | 'header_too_large' | 'request_timeout';
+
+/**
+ * An http.Server 'clientError' (a request that cannot be parsed, headers too large, or too slow): the
+ * client gets a JSON 400/431/408 and the connection closes. Returns why, or undefined when the client
+ * is gone already and the socket is only destroyed.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): ClientErrorReason | undefined {
+  if (!socket.writable || socket.destroyed || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return undefined;
+  }
+  const reason: ClientErrorReason =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request_timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'header_too_large'
+        : 'bad_request';
+  const status = CLIENT_ERROR_STATUS[reason];
+  const body = errorBody(reason === 'request_timeout' ? reason : 'bad_request', err.code ?? 'malformed request');
+  socket.end(
+    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  return reason;
+}
+
+const CLIENT_ERROR_STATUS: Readonly<Record<ClientErrorReason, string>> = {
+  bad_request: '400 Bad Request',
+  header_too_large: '431 Request Header Fields Too Large',
+  request_timeout: '408 Request Timeout',
+};

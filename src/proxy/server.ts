@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { cutByVeer } from './errors.js';
+import { answerClientError, type ClientErrorReason, cutByVeer } from './errors.js';
 import { ResetBudget } from './reset-budget.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -29,7 +29,7 @@ export interface FrontListenerOptions {
   clock?: () => number;
 }
 
-export type RejectReason = 'bad_request' | 'header_too_large' | 'request_timeout' | 'stream_reset_flood';
+export type RejectReason = ClientErrorReason | 'stream_reset_flood';
 
 /**
  * node's `allowHTTP1` answers HTTP/1.1 on a plaintext port with SETTINGS+GOAWAY (nodejs/node#26795),
@@ -75,24 +75,8 @@ export class FrontListener {
     // http.Server arms its headers/request timeouts on 'listening'; it never listens itself here.
     this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
-      if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-        const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-        const body = JSON.stringify({
-          error: { code: timedOut ? 'request_timeout' : 'bad_request', message: err.code ?? 'malformed request' },
-        });
-        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-        const status = timedOut
-          ? '408 Request Timeout'
-          : tooLarge
-            ? '431 Request Header Fields Too Large'
-            : '400 Bad Request';
-        options.onRejected?.(timedOut ? 'request_timeout' : tooLarge ? 'header_too_large' : 'bad_request');
-        socket.end(
-          `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-        );
-      } else {
-        socket.destroy();
-      }
+      const reason = answerClientError(err, socket);
+      if (reason) options.onRejected?.(reason);
     });
 
     this.h2 = http2.createServer({

@@ -1,6 +1,7 @@
 // Admin API against a real veer and real mock upstreams: kill under load, auth, bad input, reload, status.
 
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -174,6 +175,28 @@ describe('admin API', () => {
       reason: 'done',
     });
     expect(removed).toMatchObject({ status: 200, body: { new: ['pinned-in-file'], legacy: [] } });
+  });
+
+  it('answers a malformed or over-long HTTP request with a JSON 400/431, not a silent close', async () => {
+    const { hostname, port } = new URL(stack.adminUrl);
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        let answer = '';
+        const socket = net.connect(Number(port), hostname, () => socket.write(text));
+        socket.on('data', (d) => (answer += d));
+        socket.on('end', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    const garbled = await raw('GET /api/status HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n');
+    expect(garbled).toMatch(/^HTTP\/1\.1 400 /);
+    expect(garbled).toMatch(/content-type: application\/json/);
+    expect(JSON.parse(garbled.slice(garbled.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      error: { code: 'bad_request', message: 'HPE_INVALID_HEADER_TOKEN' },
+    });
+    const huge = await raw(`GET /api/status HTTP/1.1\r\nHost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /);
+    // The server is still there.
+    expect((await api(stack.adminUrl, 'GET', '/api/status', undefined, null)).status).toBe(200);
   });
 
   it('GET /api/status reports rollout, upstream windows and rule results', async () => {
