@@ -40,7 +40,10 @@ export type ClientErrorReason = 'bad_request' | 'header_too_large' | 'request_ti
  * is gone already and the socket is only destroyed.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): ClientErrorReason | undefined {
-  if (!socket.writable || socket.destroyed || err.code === 'ECONNRESET') {
+  // As node's own handler does: no answer into a response already under way (a body that timed out
+  // while its response streams), it would corrupt what the client is reading.
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (!socket.writable || socket.destroyed || err.code === 'ECONNRESET' || inFlight?.headersSent) {
     socket.destroy();
     return undefined;
   }
