@@ -134,6 +134,9 @@ export function metricValue(text: string, name: string): number | undefined {
 
 /** A process on the same path as veer, measured like it, for reference. */
 export interface Reference {
+  side: ReferenceKind;
+  /** How the report names it: "reference: <label>". */
+  label: string;
   url: string;
   cpu(): CpuTime;
   stop(): Promise<void>;
@@ -141,20 +144,30 @@ export interface Reference {
 
 const REFERENCES = {
   /** The smallest useful undici forwarder (bench/lib/bare-forwarder.ts): what any Node HTTP proxy adds. */
-  bare: { entry: 'bench/lib/bare-forwarder', name: 'bare forwarder' },
+  bare: { entry: 'bench/lib/bare-forwarder', label: 'bare undici forwarder' },
   /** A raw TCP relay (bench/lib/tcp-relay.ts): what one more process on the path adds, HTTP aside. */
-  relay: { entry: 'bench/lib/tcp-relay', name: 'TCP relay' },
+  relay: { entry: 'bench/lib/tcp-relay', label: 'raw TCP relay (no HTTP)' },
 } as const;
 
+export type ReferenceKind = keyof typeof REFERENCES;
+
 /** Starts a reference as a child process in front of `upstreamUrl`. */
-export async function startReference(kind: keyof typeof REFERENCES, upstreamUrl: string): Promise<Reference> {
-  const child = forkEntry(REFERENCES[kind].entry, [upstreamUrl]);
+export async function startReference(kind: ReferenceKind, upstreamUrl: string): Promise<Reference> {
+  const { entry, label } = REFERENCES[kind];
+  const child = forkEntry(entry, [upstreamUrl]);
   const url = await new Promise<string>((resolve, reject) => {
     child.once('message', (m: { url: string }) => resolve(m.url));
-    child.once('exit', (code) => reject(new Error(`${REFERENCES[kind].name} exited (${code})`)));
+    child.once('exit', (code) => reject(new Error(`${label} exited (${code})`)));
   });
   const pid = child.pid!;
-  return { url, cpu: () => cpuTime(pid), stop: () => stopChild(child, 2000) };
+  return { side: kind, label, url, cpu: () => cpuTime(pid), stop: () => stopChild(child, 2000) };
+}
+
+/** Starts several references, one after another, in the order given. */
+export async function startReferences(kinds: ReferenceKind[], upstreamUrl: string): Promise<Reference[]> {
+  const out: Reference[] = [];
+  for (const kind of kinds) out.push(await startReference(kind, upstreamUrl));
+  return out;
 }
 
 /** Adds to `notes` whether veer's guard rolled back during the scenario (which moves later traffic). */
@@ -170,11 +183,11 @@ export async function noteGuard(veer: VeerProcess, notes: string[]): Promise<voi
 export async function endScenario(
   notes: string[],
   veer: VeerProcess,
-  references: (Reference | undefined)[],
+  references: Reference[],
   mocks: { stop(): Promise<void> },
 ): Promise<void> {
   await noteGuard(veer, notes);
-  for (const r of references) await r?.stop();
+  for (const r of references) await r.stop();
   await veer.stop();
   await mocks.stop();
 }

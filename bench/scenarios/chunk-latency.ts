@@ -8,7 +8,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { endScenario, loopStats, type Reference, startReference, startVeer } from '../lib/veer-process.js';
+import { endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const run = scenarioRun('chunk-latency', ctx.quick);
@@ -22,19 +22,16 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
   const streamMs = params.tokens * params.tokenIntervalMs;
   const mocks = await startMockHost({ ttfb: 10, tokens: params.tokens, tokenIntervalMs: params.tokenIntervalMs });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
-  const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
-  const relay = q ? undefined : await startReference('relay', mocks.legacy.url);
-  const references: { side: Side; proc: Reference; label: string }[] = [];
-  if (bare) references.push({ side: 'bare', proc: bare, label: 'bare undici forwarder' });
-  if (relay) references.push({ side: 'relay', proc: relay, label: 'raw TCP relay (no HTTP)' });
+  const references = q ? [] : await startReferences(['bare', 'relay'], mocks.legacy.url);
+  const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
     const pools = {
       direct: benchPool(mocks.legacy.url, params.streams),
       veer: benchPool(veer.url, params.streams),
-      bare: benchPool(bare?.url ?? mocks.legacy.url, params.streams),
-      relay: benchPool(relay?.url ?? mocks.legacy.url, params.streams),
+      bare: benchPool(urlOf('bare'), params.streams),
+      relay: benchPool(urlOf('relay'), params.streams),
     };
     let key = 0;
     /**
@@ -44,7 +41,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
      */
     const round = async (side: Side, measureCpu: boolean) => {
       // CPU is measured on veer and on the references; veer's event loop on veer alone.
-      const proc = !measureCpu ? undefined : side === 'veer' ? veer : references.find((ref) => ref.side === side)?.proc;
+      const proc = !measureCpu ? undefined : side === 'veer' ? veer : references.find((ref) => ref.side === side);
       const veerLoop = measureCpu && side === 'veer' ? veer : undefined;
       const added = new Samples();
       let events = 0;
@@ -174,7 +171,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
-    await endScenario(notes, veer, [bare, relay], mocks);
+    await endScenario(notes, veer, references, mocks);
   }
   return run.result(params, figures, notes);
 }

@@ -269,7 +269,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
       `Client, veer and the mock upstreams share the machine's ${'2'} cores, so req/s through veer is bounded by the CPU veer takes from the others, not only by veer's own cost.`,
     );
   } finally {
-    await endScenario(notes, veer, [bare], mocks);
+    await endScenario(notes, veer, bare ? [bare] : [], mocks);
   }
   return run.result(params, figures, notes);
 }

@@ -8,7 +8,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples, usSince } from '../lib/samples.js';
-import { endScenario, loopStats, startReference, startVeer } from '../lib/veer-process.js';
+import { endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
@@ -34,8 +34,8 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
   // The same path through the smallest undici forwarder (what any Node HTTP proxy adds on this machine
   // today) and through a raw TCP relay (what one more process on the path adds, with no HTTP at all).
-  const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
-  const relay = q ? undefined : await startReference('relay', mocks.legacy.url);
+  const references = q ? [] : await startReferences(['bare', 'relay'], mocks.legacy.url);
+  const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
   const figures: Figure[] = [];
   const notes: string[] = [];
   let key = 0;
@@ -44,8 +44,8 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       const pools = {
         direct: benchPool(mocks.legacy.url, n),
         veer: benchPool(veer.url, n),
-        bare: benchPool(bare?.url ?? mocks.legacy.url, n),
-        relay: benchPool(relay?.url ?? mocks.legacy.url, n),
+        bare: benchPool(urlOf('bare'), n),
+        relay: benchPool(urlOf('relay'), n),
       };
       const round = async (side: Side, ms: number) => {
         const ttfb = new Samples();
@@ -88,18 +88,15 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       ctx.log(`ttfb-overhead: ${n} streams, warm-up`);
       await round('direct', q ? 600 : 2000);
       await round('veer', q ? 600 : 2000);
-      if (bare) await round('bare', 2000);
-      if (relay) await round('relay', 2000);
+      for (const ref of references) await round(ref.side, 2000);
       ctx.log(`ttfb-overhead: ${n} streams, ${params.rounds} rounds`);
       const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
-        references: q ? [] : ['bare', 'relay'],
+        references: references.map((ref) => ref.side),
       });
       await Promise.all(Object.values(pools).map((p) => p.close()));
       const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.ttfb));
       const d = pooled('direct');
       const v = pooled('veer');
-      const b = pooled('bare');
-      const t = pooled('relay');
       const onNew = r.veer.reduce((a, x) => a + x.onNew, 0);
       const total = r.veer.reduce((a, x) => a + x.total, 0);
       const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
@@ -123,28 +120,17 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           veer: v.percentile(99),
           target: { of: 'added', max: strict ? 1.5 : 8 },
         }),
-        ...(bare
-          ? [50, 99].map((p) =>
-              figure({
-                key: `c${n}.bare_ttfb_p${p}`,
-                label: `${n} streams: TTFB p${p}, reference: bare undici forwarder`,
-                unit: 'ms',
-                direct: d.percentile(p),
-                value: b.percentile(p),
-              }),
-            )
-          : []),
-        ...(relay
-          ? [50, 99].map((p) =>
-              figure({
-                key: `c${n}.relay_ttfb_p${p}`,
-                label: `${n} streams: TTFB p${p}, reference: raw TCP relay (no HTTP)`,
-                unit: 'ms',
-                direct: d.percentile(p),
-                value: t.percentile(p),
-              }),
-            )
-          : []),
+        ...references.flatMap((ref) =>
+          [50, 99].map((p) =>
+            figure({
+              key: `c${n}.${ref.side}_ttfb_p${p}`,
+              label: `${n} streams: TTFB p${p}, reference: ${ref.label}`,
+              unit: 'ms',
+              direct: d.percentile(p),
+              value: pooled(ref.side).percentile(p),
+            }),
+          ),
+        ),
         figure({
           key: `c${n}.share_new`,
           label: `${n} streams: share on new (weight ${WEIGHT_PERCENT} %)`,
@@ -174,7 +160,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the reference rows. The bare forwarder is a Node HTTP proxy with none of veer's work; the TCP relay is a Node process that pipes bytes and parses nothing, so the gap between the two is the cost of Node's HTTP stacks (parsing, framing, streams) on this machine, and the relay's own figure is that of one more process hop.`,
     );
   } finally {
-    await endScenario(notes, veer, [bare, relay], mocks);
+    await endScenario(notes, veer, references, mocks);
   }
   return run.result(params, figures, notes);
 }
