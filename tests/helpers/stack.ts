@@ -1,6 +1,6 @@
 // Test fixtures: real mock upstreams and a real veer on 127.0.0.1 port 0, plus small HTTP/1.1 and HTTP/2 clients.
 
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type http2 from 'node:http2';
 import net from 'node:net';
@@ -163,13 +163,48 @@ export async function serveHttp(
   };
 }
 
-/** An http:// URL on 127.0.0.1 where nothing listens (a port just bound and released). */
+/**
+ * A port on 127.0.0.1 where nothing listens, drawn from below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range), so no listen(0) in any test worker and no outgoing connection is
+ * handed it: it stays refused for a test that needs a dead upstream, and free for a server a test
+ * starts on it by number (prometheus, redis). A port bound to 0 and released is neither: the next
+ * listen(0) may get it back at once, and CI saw a "closed" new upstream answer 200 as the stack's
+ * own legacy mock.
+ */
+export async function unusedPort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    if (await refuses(port)) return port;
+  }
+  throw new Error(`no port below ${low} refused a connection in 20 tries`);
+}
+
+/** An http:// URL on 127.0.0.1 where nothing listens (see unusedPort). */
 export async function closedPort(): Promise<string> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${await unusedPort()}`;
+}
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 11_000) return low;
+  } catch {
+    // not Linux: the IANA range starts at 49152
+    return 49_152;
+  }
+  return 32_768;
+}
+
+function refuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
 }
 
 export function waitFor(predicate: () => boolean, timeoutMs = 5000, stepMs = 10): Promise<void> {

@@ -3,7 +3,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO } from '../helpers/process.js';
 import { type Family, parseExposition } from '../helpers/prom-text.js';
-import { type Stack, startStack } from '../helpers/stack.js';
+import { type Stack, startStack, unusedPort } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const PROM_DIR = join(REPO, 'docker/prometheus');
@@ -136,17 +135,6 @@ async function kill(adminUrl: string): Promise<void> {
   expect(res.status).toBe(200);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 describe('docker/prometheus with promtool', () => {
   it('accepts the scrape config and the rule files it loads', async () => {
     const config = await promtool('check', 'config', join(PROM_DIR, 'prometheus.yml'));
@@ -263,7 +251,7 @@ describe('alert rules and dashboard queries against a running veer', () => {
 
   it('evaluates every dashboard query to data and fires VeerRolloutKilled in a real Prometheus scraping veer', async () => {
     promDir = mkdtempSync(join(tmpdir(), 'veer-prom-'));
-    const port = await freePort();
+    const port = await unusedPort();
     const admin = new URL(stack.adminUrl);
     writeFileSync(
       join(promDir, 'prometheus.yml'),

@@ -3,24 +3,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { spawnVeer, type VeerProcess } from '../helpers/process.js';
+import { unusedPort } from '../helpers/stack.js';
 
 const TOKEN = 'fleet-operator-token-0123456789';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis(port: number): Promise<ChildProcess> {
   const child = spawn(
@@ -157,7 +149,7 @@ describe('fleet mode: three sidecars, one redis', () => {
   };
 
   beforeAll(async () => {
-    redisPort = await freePort();
+    redisPort = await unusedPort();
     redis = await startRedis(redisPort);
     legacy = await startMockUpstream({ name: 'legacy', ttfb: 5, tokens: 2, tokenIntervalMs: 1 });
     next = await startMockUpstream({ name: 'new', ttfb: 5, tokens: 2, tokenIntervalMs: 1 });

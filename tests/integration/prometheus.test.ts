@@ -1,13 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseExposition, samplesOf } from '../helpers/prom-text.js';
-import { type Stack, startStack } from '../helpers/stack.js';
+import { type Stack, startStack, unusedPort } from '../helpers/stack.js';
 
 /** The absolute path of an executable on PATH, or undefined. */
 function onPath(name: string): string | undefined {
@@ -30,17 +29,6 @@ if (skip) {
   console.warn(
     `prometheus.test.ts skipped: ${absent.join(' and ')} not on PATH (Debian package "prometheus"; run scripts/install-system-deps.sh as root)`,
   );
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 interface VectorSample {
@@ -133,7 +121,7 @@ describe.skipIf(skip)('a real Prometheus scraping veer', () => {
         '',
       ].join('\n'),
     );
-    const port = await freePort();
+    const port = await unusedPort();
     promUrl = `http://127.0.0.1:${port}`;
     prometheus = spawn(
       PROMETHEUS!,
