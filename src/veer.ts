@@ -245,7 +245,6 @@ export class Veer {
       drain: old.drain,
       fleet: old.fleet,
       admin: { ...loaded.admin, enabled: old.admin.enabled, host: old.admin.host, port: old.admin.port },
-      slo: { ...loaded.slo, windowMs: old.slo.windowMs, slices: old.slo.slices },
     };
     for (const name of ['legacy', 'new'] as const) {
       const current = this.upstreams[name];
@@ -258,6 +257,9 @@ export class Veer {
     this.proxy.ctx.upstreams = { ...this.upstreams };
     this.proxy.applyRouting(next.routing);
     this.recorder.accessLog = next.log.access;
+    if (next.slo.windowMs !== old.slo.windowMs || next.slo.slices !== old.slo.slices) {
+      this.recorder.reshapeWindows(next.slo.windowMs, next.slo.slices);
+    }
     this.logger.level = next.log.level;
     this.auth = new TokenAuth(next.admin.tokens);
     this.config = next;

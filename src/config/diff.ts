@@ -3,17 +3,7 @@
 import type { Config } from './types.js';
 
 /** Fields a running veer cannot take over without a restart (the reload reports them instead). */
-const RESTART_ONLY = [
-  'listen.',
-  'admin.enabled',
-  'admin.host',
-  'admin.port',
-  'slo.window_ms',
-  'slo.slices',
-  'state.',
-  'fleet.',
-  'drain.',
-];
+const RESTART_ONLY = ['listen.', 'admin.enabled', 'admin.host', 'admin.port', 'state.', 'fleet.', 'drain.'];
 
 function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
   if (value && typeof value === 'object' && !Array.isArray(value)) {

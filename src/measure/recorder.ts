@@ -114,6 +114,12 @@ export class Recorder {
     };
   }
 
+  /** slo.window or slo.slices reloaded: both windows take the new shape and keep their samples. */
+  reshapeWindows(windowMs: number, slices: number): void {
+    this.windows.legacy.reshape(windowMs, slices);
+    this.windows.new.reshape(windowMs, slices);
+  }
+
   started(upstream: UpstreamName): void {
     this.inflight[upstream]++;
   }

@@ -35,6 +35,14 @@ class Slice {
     this.closed = undefined;
   }
 
+  /** Adds another slice's samples to this one (a reshape folds old slices into new ones). */
+  absorb(other: Slice): void {
+    this.ttfb.push_centroid(other.ttfb.toArray());
+    this.duration.push_centroid(other.duration.toArray());
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += other.counts[i]!;
+    this.closed = undefined;
+  }
+
   close(): { ttfb: Centroid[]; duration: Centroid[] } {
     if (!this.closed) {
       this.closed = { ttfb: this.ttfb.toArray(), duration: this.duration.toArray() };
@@ -71,8 +79,9 @@ export interface WindowOptions {
  * next rotation, and a snapshot merges only that cache with the open slice.
  */
 export class SlidingWindow {
-  readonly sliceMs: number;
-  private readonly ring: Slice[];
+  /** window ÷ slices; changes only in reshape(). */
+  sliceMs: number;
+  private ring: Slice[];
   private readonly clock: Clock;
   private openEpoch = -1;
   private closedCache: { epoch: number; ttfb: Centroid[]; duration: Centroid[] } | undefined;
@@ -126,7 +135,7 @@ export class SlidingWindow {
 
   private live(epoch: number): Slice[] {
     const out: Slice[] = [];
-    for (const s of this.ring) if (s.epoch > epoch - this.ring.length && s.epoch <= epoch) out.push(s);
+    for (const s of this.ring) if (s.epoch >= 0 && s.epoch > epoch - this.ring.length && s.epoch <= epoch) out.push(s);
     return out;
   }
 
@@ -178,6 +187,32 @@ export class SlidingWindow {
     };
     this.snapshotCache = { epoch, total, snapshot };
     return snapshot;
+  }
+
+  /**
+   * Takes a new window length and slice count (a config reload) and keeps the samples it holds. Each live
+   * slice moves whole into the new slice that holds its last moment, so no sample leaves the window
+   * before its slice would have (one may stay up to one old slice longer); slices that end before the new
+   * window goes.
+   */
+  reshape(windowMs: number, slices: number): void {
+    this.digestPending();
+    const now = this.clock();
+    const oldSliceMs = this.sliceMs;
+    const live = this.live(Math.floor(now / oldSliceMs));
+    this.sliceMs = windowMs / slices;
+    this.ring = Array.from({ length: slices }, () => new Slice());
+    const epoch = Math.floor(now / this.sliceMs);
+    for (const old of live) {
+      const target = Math.min(epoch, Math.ceil(((old.epoch + 1) * oldSliceMs) / this.sliceMs) - 1);
+      if (target <= epoch - slices) continue;
+      const s = this.ring[target % slices]!;
+      if (s.epoch !== target) s.reset(target);
+      s.absorb(old);
+    }
+    this.openEpoch = -1;
+    this.closedCache = undefined;
+    this.snapshotCache = undefined;
   }
 
   /** Centroids in the live window across all slices, for memory checks. */

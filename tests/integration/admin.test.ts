@@ -495,6 +495,34 @@ describe('hot reload', () => {
     writeFileSync(join(dir, 'veer.yaml'), good);
   });
 
+  it('a new slo.window and slo.slices apply at once, and the windows keep the samples they hold', async () => {
+    const samples = () => ({
+      legacy: veer.recorder.windows.legacy.snapshot().ttfbSamples,
+      new: veer.recorder.windows.new.snapshot().ttfbSamples,
+    });
+    const before = samples();
+    expect(before.new).toBeGreaterThan(0);
+    const good = readFileSync(join(dir, 'veer.yaml'), 'utf8');
+    expect(good).toContain('slo: {rules: ["ttfb_p95 <= 400ms"]}');
+    writeFileSync(
+      join(dir, 'veer.yaml'),
+      good.replace('slo: {rules: ["ttfb_p95 <= 400ms"]}', 'slo: {rules: ["ttfb_p95 <= 400ms"], window: 2m, slices: 4}'),
+    );
+    const r = await api(adminUrl, 'POST', '/api/reload', {});
+    expect(r.status).toBe(200);
+    expect(r.body.changed).toEqual(['slo.slices', 'slo.window_ms']);
+    expect(r.body.restart_required).toEqual([]);
+    expect(veer.recorder.windows.new.sliceMs).toBe(30_000);
+    expect(samples()).toEqual(before);
+    const status = await api(adminUrl, 'GET', '/api/status');
+    expect(status.body.slo.window_ms).toBe(120_000);
+    writeFileSync(join(dir, 'veer.yaml'), good);
+    const back = await api(adminUrl, 'POST', '/api/reload', {});
+    expect(back.body.restart_required).toEqual([]);
+    expect(veer.recorder.windows.new.sliceMs).toBe(10_000);
+    expect(samples()).toEqual(before);
+  });
+
   it('a new rollout id starts a new rollout, audited', async () => {
     const good = readFileSync(join(dir, 'veer.yaml'), 'utf8');
     writeFileSync(join(dir, 'veer.yaml'), good.replace('id: reload-test, weight: 100', 'id: reload-two, weight: 5'));

@@ -213,6 +213,87 @@ describe('samples waiting to be digested', () => {
   });
 });
 
+describe('window reshape (slo.window or slo.slices reloaded)', () => {
+  /** One sample per second from t=0 to t=59 s: TTFB = the second it came in, one error every 10 s. */
+  function minuteOfSamples() {
+    const clock = steppedClock();
+    const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: clock.read });
+    for (let t = 0; t < 60; t++) {
+      clock.now = t * 1_000;
+      window.record(t % 10 === 0 ? 'upstream_5xx' : 'ok', t, t + 1);
+    }
+    return { clock, window };
+  }
+
+  it('keeps every sample when the window grows, and then ages them out by the new length', () => {
+    const { clock, window } = minuteOfSamples();
+    window.reshape(2 * MINUTE, 6);
+    expect(window.sliceMs).toBe(20_000);
+    let s = window.snapshot();
+    expect(s.ttfbSamples).toBe(60);
+    expect(s.durationSamples).toBe(60);
+    expect(s.errors).toBe(6);
+    expect(s.ttfbQuantile(0)).toBe(0);
+    expect(s.ttfbQuantile(1)).toBe(59);
+    // The open slice keeps taking samples.
+    window.record('ok', 1_000, undefined);
+    expect(window.snapshot().ttfbSamples).toBe(61);
+    // Under the old 60 s window the first slice (0-9 s) would be gone at 60 s; under 120 s it stays.
+    clock.now = 100_000;
+    s = window.snapshot();
+    expect(s.ttfbSamples).toBe(61);
+    // New slices are 20 s: 0-19 s leaves at 120 s, 20-39 s at 140 s.
+    clock.now = 120_000;
+    expect(window.snapshot().ttfbSamples).toBe(41);
+    expect(window.snapshot().ttfbQuantile(0)).toBe(20);
+    clock.now = 140_000;
+    expect(window.snapshot().ttfbSamples).toBe(21);
+  });
+
+  it('drops the slices that end before a shorter window, and keeps the rest', () => {
+    const { clock, window } = minuteOfSamples();
+    window.reshape(30_000, 3);
+    // At 59 s the new window (30-59 s, 10 s slices) keeps the old slices of 30-39, 40-49 and 50-59 s.
+    let s = window.snapshot();
+    expect(s.ttfbSamples).toBe(30);
+    expect(s.errors).toBe(3);
+    expect(s.ttfbQuantile(0)).toBe(30);
+    // At 70 s the window holds the slices of 50-59, 60-69 and 70-79 s.
+    clock.now = 70_000;
+    s = window.snapshot();
+    expect(s.ttfbSamples).toBe(10);
+    expect(s.ttfbQuantile(0)).toBe(50);
+  });
+
+  it('moves each old slice into the new slice holding its last moment when the slice length changes', () => {
+    const { clock, window } = minuteOfSamples();
+    // 60 s in 4 slices of 15 s: the old 0-9 s slice ends in 0-14, 10-19 in 15-29, 20-29 in 15-29,
+    // 30-39 in 30-44, 40-49 in 45-59, 50-59 in 45-59.
+    window.reshape(MINUTE, 4);
+    expect(window.snapshot().ttfbSamples).toBe(60);
+    clock.now = 60_000;
+    expect(window.snapshot().ttfbSamples).toBe(50);
+    clock.now = 75_000;
+    expect(window.snapshot().ttfbSamples).toBe(30);
+    expect(window.snapshot().ttfbQuantile(0)).toBe(30);
+    clock.now = 90_000;
+    expect(window.snapshot().ttfbSamples).toBe(20);
+    // Read the same way as before the reshape: the merged window still answers like one digest.
+    const digest = new TDigest(0.01, 10);
+    for (let t = 40; t < 60; t++) digest.push(t);
+    expect(window.snapshot().ttfbQuantile(0.95)).toBeCloseTo(digest.percentile(0.95), 6);
+  });
+
+  it('keeps the samples not yet digested', () => {
+    const clock = steppedClock(5_000);
+    const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: clock.read });
+    for (let i = 0; i < 10; i++) window.record('ok', 100 + i, undefined);
+    window.reshape(2 * MINUTE, 12);
+    expect(window.snapshot().ttfbSamples).toBe(10);
+    expect(window.snapshot().ttfbQuantile(1)).toBe(109);
+  });
+});
+
 describe('window memory', () => {
   it('keeps a digest near 1,000 centroids however many samples land in one slice', () => {
     const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: () => 30_000 });
