@@ -209,7 +209,7 @@ export class Recorder {
             reason: b.reason[i]!,
             bucket: b.bucket[i]!,
             method: b.method[i]!,
-            path: b.path[i]!,
+            path: withoutQuery(b.path[i]!),
             proto: b.protocol[i]!,
             status: b.status[i]!,
             outcome: b.outcome[i]!,
@@ -226,6 +226,12 @@ export class Recorder {
     // Let go of the strings (paths) of this batch.
     b.path.fill('', 0, n);
   }
+}
+
+/** A query string may carry keys and tokens (`?api_key=`, a routing key read from the query): never logged. */
+function withoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
 }
 
 function round(ms: number): number {

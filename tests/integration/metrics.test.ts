@@ -134,6 +134,18 @@ describe('metrics on the admin listener, from real traffic through veer', () => 
     }
   });
 
+  it('logs the path of each request without its query string, where keys and tokens travel', async () => {
+    const res = await request(`${stack.url}/v1/models?api_key=SECRET123&user=bob`, {
+      headers: { 'x-user-id': 'pinned-to-legacy' },
+    });
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+    await waitFor(() => log.lines().some((l) => l.msg === 'request' && l.method === 'GET'));
+    const line = log.lines().find((l) => l.msg === 'request' && l.method === 'GET')!;
+    expect(line.path).toBe('/v1/models');
+    expect(JSON.stringify(log.lines())).not.toContain('SECRET123');
+  });
+
   it('exposes every documented family with its type and label names, all prefixed veer_', async () => {
     const m = await scrape(stack);
     const expected: [string, string, string[]][] = [
