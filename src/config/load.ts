@@ -32,7 +32,15 @@ function isHttpUrl(value: string): boolean {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
+// multipleOfPrecision: 2.3 / 0.01 is 229.99999999999997 in floating point; without it ajv refuses one two-decimal
+// weight in seven (2.3, 0.29, 33.33...).
+const ajv = new Ajv({
+  allErrors: true,
+  strict: true,
+  strictRequired: false,
+  allowUnionTypes: true,
+  multipleOfPrecision: 9,
+});
 ajv.addFormat('duration', { type: 'string', validate: (s: string) => parseDuration(s) !== undefined });
 ajv.addFormat('percent', { type: 'string', validate: (s: string) => parseRatio(s) !== undefined });
 ajv.addFormat('http-url', { type: 'string', validate: isHttpUrl });

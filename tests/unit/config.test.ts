@@ -258,6 +258,24 @@ describe('config validation', () => {
   });
 });
 
+describe('config weights', () => {
+  it('accepts every weight from 0 to 100 with two decimals, as the basis point it names', () => {
+    const refused: number[] = [];
+    for (let bp = 0; bp <= 10_000; bp++) {
+      const weight = Number((bp / 100).toFixed(2));
+      const r = buildConfig(set(base(), 'rollout.weight', weight));
+      if (!r.ok || r.config.rollout.weightBp !== bp) refused.push(weight);
+    }
+    expect(refused).toEqual([]);
+  });
+
+  it('accepts steps written with one or two decimals', () => {
+    const r = buildConfig(set(base(), 'rollout.steps', [0.07, 0.29, 1.15, 2.3, 4.6, 33.33, 100]));
+    if (!r.ok) throw new Error(r.problems.join());
+    expect(r.config.rollout.stepsBp).toEqual([7, 29, 115, 230, 460, 3333, 10_000]);
+  });
+});
+
 describe('config files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'veer-config-'));
 
