@@ -33,9 +33,8 @@ async function main(argv: string[]): Promise<number> {
       const path = resolveConfigPath(positionals[0] ?? values.config);
       try {
         const config = await loadConfigFile(path);
-        const { initialWeightBp } = await import('../guard/controller.js');
         process.stdout.write(
-          `${path}: ok (rollout ${config.rollout.id}, initial weight ${initialWeightBp(config) / 100}%, ${config.slo.rules.length} SLO rules)\n`,
+          `${path}: ok (rollout ${config.rollout.id}, initial weight ${config.rollout.weightBp / 100}%, ${config.slo.rules.length} SLO rules)\n`,
         );
         return 0;
       } catch (err) {

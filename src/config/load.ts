@@ -278,7 +278,8 @@ export function buildConfig(
     rollout: {
       id: raw.rollout.id,
       salt: raw.rollout.salt ?? raw.rollout.id,
-      weightBp: Math.round((raw.rollout.weight ?? 0) * 100),
+      // No weight: a stepped rollout starts at its first step. An explicit 0 stays 0 (a dark launch).
+      weightBp: Math.round((raw.rollout.weight ?? (steps.length > 0 ? steps[0]! : 0)) * 100),
       stepsBp: steps.map((s) => Math.round(s * 100)),
       stepMinDurationMs: dur(raw.rollout.step_min_duration, 300_000),
       autoPromote: raw.rollout.auto_promote ?? true,

@@ -69,7 +69,7 @@ export interface Config {
   rollout: {
     id: string;
     salt: string;
-    /** Initial weight in basis points (0..10000). */
+    /** Initial weight in basis points (0..10000): the file's weight, else the first step, else 0. */
     weightBp: number;
     /** Progressive steps in basis points, increasing; empty when not progressive. */
     stepsBp: number[];

@@ -91,14 +91,8 @@ const pct = (bp: number) => bp / 100;
 /** Refused admin attempts audited one by one per minute; beyond it they are counted in one entry. */
 export const REFUSED_PER_MINUTE = 100;
 
-/** Where a rollout begins: the config's weight, or the first step when steps are set and no weight is. */
-export function initialWeightBp(config: Config): number {
-  const { weightBp, stepsBp } = config.rollout;
-  return weightBp === 0 && stepsBp.length > 0 ? stepsBp[0]! : weightBp;
-}
-
 export function freshState(config: Config, now: number): PersistedState {
-  const weight = initialWeightBp(config);
+  const weight = config.rollout.weightBp;
   return {
     format: STATE_FORMAT,
     rollout_id: config.rollout.id,

@@ -269,6 +269,16 @@ describe('config weights', () => {
     expect(refused).toEqual([]);
   });
 
+  it('starts a stepped rollout at its first step when no weight is given, and at 0 when weight: 0 is', () => {
+    const steps = set(base(), 'rollout.steps', [1, 5, 100]);
+    const implicit = buildConfig(steps);
+    if (!implicit.ok) throw new Error(implicit.problems.join());
+    expect(implicit.config.rollout.weightBp).toBe(100);
+    const dark = buildConfig(set(set(base(), 'rollout.steps', [1, 5, 100]), 'rollout.weight', 0));
+    if (!dark.ok) throw new Error(dark.problems.join());
+    expect(dark.config.rollout.weightBp).toBe(0);
+  });
+
   it('accepts steps written with one or two decimals', () => {
     const r = buildConfig(set(base(), 'rollout.steps', [0.07, 0.29, 1.15, 2.3, 4.6, 33.33, 100]));
     if (!r.ok) throw new Error(r.problems.join());

@@ -263,6 +263,17 @@ describe('operator commands', () => {
     expect(r.controller.table).toMatchObject({ weightBp: 500, state: 'progressing' });
   });
 
+  it('keeps a stepped rollout with an explicit weight: 0 dark until an operator promotes it to the first step', () => {
+    const r = rig({ rollout: { weight: 0, steps: [1, 5, 100] } });
+    expect(r.controller.table).toMatchObject({ weightBp: 0, state: 'progressing' });
+    // Nothing on new, so the guard has nothing to judge and never steps up by itself.
+    r.advance(3_600_000);
+    r.controller.tick();
+    expect(r.controller.table.weightBp).toBe(0);
+    r.controller.promote('admin:a', 'open the canary');
+    expect(r.controller.table).toMatchObject({ weightBp: 100, state: 'progressing' });
+  });
+
   it('refuses to resume what is not stopped', () => {
     const r = rig();
     expect(() => r.controller.resume('admin:a', 'x')).toThrow(expect.objectContaining({ status: 409 }));
