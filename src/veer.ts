@@ -200,7 +200,7 @@ export class Veer {
       config: () => this.config,
       auth: () => this.auth,
       clock: this.clock,
-      reload: (actor) => this.reload(actor),
+      reload: (actor, reason) => this.reload(actor, reason),
       settle: () => this.fleet?.flush() ?? Promise.resolve(),
       series: this.series,
     });
@@ -209,16 +209,17 @@ export class Veer {
   /**
    * Re-reads the config file. Invalid: throws ConfigError and nothing changes. Valid: upstream pools whose
    * settings changed are replaced (streams in flight finish on the old pool, which then closes), routing,
-   * tokens, log settings and the SLO policy apply at once; listener, state and window-size changes are
-   * reported as needing a restart and keep their running values.
+   * tokens, log settings, the SLO policy (windows included) and reload.watch apply at once; listener, state,
+   * drain and fleet changes are reported as needing a restart and keep their running values. `reason`,
+   * an operator's, goes into the audit entry.
    */
-  reload(actor = 'config'): Promise<ReloadOutcome> {
-    const run = this.reloading.then(() => this.reloadNow(actor));
+  reload(actor = 'config', reason?: string): Promise<ReloadOutcome> {
+    const run = this.reloading.then(() => this.reloadNow(actor, reason));
     this.reloading = run.catch(() => {});
     return run;
   }
 
-  private async reloadNow(actor: string): Promise<ReloadOutcome> {
+  private async reloadNow(actor: string, reason: string | undefined): Promise<ReloadOutcome> {
     const path = this.config.sourcePath;
     if (!path) throw new ConfigError(['(file): this veer was not started from a config file; nothing to reload']);
     let loaded: Config;
@@ -263,7 +264,12 @@ export class Veer {
     this.logger.level = next.log.level;
     this.auth = new TokenAuth(next.admin.tokens);
     this.config = next;
-    this.controller.reconfigure(next, changed, actor);
+    this.controller.reconfigure(next, changed, actor, reason);
+    if (next.reload.watch && !this.watcher) this.watchConfig();
+    else if (!next.reload.watch && this.watcher) {
+      this.watcher.close();
+      this.watcher = undefined;
+    }
     this.fleet?.reconfigure(next);
     this.metrics.configReloads.inc({ result: 'ok' });
     this.logger.info({ actor, path, changed, restart_required: restartRequired }, 'config reloaded');

@@ -35,7 +35,7 @@ export interface AdminContext {
   auth: () => TokenAuth;
   clock: () => number;
   /** Re-reads the config file; throws ConfigError when it is invalid (the old config keeps serving). */
-  reload: (actor: string) => Promise<ReloadOutcome>;
+  reload: (actor: string, reason?: string) => Promise<ReloadOutcome>;
   /** Waits until a change has reached the fleet's shared state (fleet mode); resolves at once otherwise. */
   settle?: () => Promise<void>;
   /** The dashboard's one-point-a-second history (GET /api/series). */
@@ -369,9 +369,11 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
       method: 'POST',
       path: '/api/reload',
       handler: wrap('operate', 'reload', async (req, res, _url, who) => {
-        reasonOf(await objectBody(req, maxBody(), ['reason']), false);
+        const body = await objectBody(req, maxBody(), ['reason']);
+        // Without one, the audit entry says "config reloaded" (as for SIGHUP and the file watch).
+        const reason = body.reason === undefined || body.reason === null ? undefined : reasonOf(body, false);
         try {
-          const r = await ctx.reload(actorOf(who));
+          const r = await ctx.reload(actorOf(who), reason);
           sendJson(
             res,
             200,

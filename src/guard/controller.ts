@@ -521,7 +521,7 @@ export class Controller {
    * A reloaded config: a new rollout id starts a new rollout; otherwise policy, salt, config overrides
    * and the force header apply to the next table and the evaluation timer restarts on the new interval.
    */
-  reconfigure(config: Config, changed: string[], actor = 'config'): void {
+  reconfigure(config: Config, changed: string[], actor = 'config', reason?: string): void {
     const old = this.config;
     this.config = config;
     if (config.rollout.id !== old.rollout.id) {
@@ -531,7 +531,7 @@ export class Controller {
         {
           actor,
           action: 'new_rollout',
-          reason: `config reload: new rollout id ${config.rollout.id} (was ${old.rollout.id}): starting afresh`,
+          reason: `${reason ?? 'config reload'}: new rollout id ${config.rollout.id} (was ${old.rollout.id}): starting afresh`,
           cause: 'config',
           safe: true,
         },
@@ -543,7 +543,7 @@ export class Controller {
         {
           actor,
           action: 'reload',
-          reason: 'config reloaded',
+          reason: reason ?? 'config reloaded',
           cause: 'config',
           safe: true,
           detail: { changed },

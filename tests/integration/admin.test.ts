@@ -12,7 +12,7 @@ import { TokenAuth } from '../../src/admin/auth.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { bucketOf } from '../../src/routing/table.js';
 import { Veer } from '../../src/veer.js';
-import { type Stack, silentLogger, startStack, stateFiles } from '../helpers/stack.js';
+import { type Stack, silentLogger, startStack, stateFiles, waitFor } from '../helpers/stack.js';
 
 const OPERATOR = 'operator-secret-0123456789';
 const READER = 'reader-secret-0123456789ab';
@@ -536,5 +536,41 @@ describe('hot reload', () => {
       before: { rollout_id: 'reload-test' },
       after: { rollout_id: 'reload-two', weight_percent: 5 },
     });
+  });
+
+  it('writes the operator reason into the audit entry, and "config reloaded" without one', async () => {
+    const given = await api(adminUrl, 'POST', '/api/reload', { reason: 'tighter p95 after INC-42' });
+    expect(given.status).toBe(200);
+    let audit = await api(adminUrl, 'GET', '/api/audit?limit=1');
+    expect(audit.body.entries[0]).toMatchObject({
+      actor: 'admin:ops',
+      action: 'reload',
+      reason: 'tighter p95 after INC-42',
+    });
+    await api(adminUrl, 'POST', '/api/reload', {});
+    audit = await api(adminUrl, 'GET', '/api/audit?limit=1');
+    expect(audit.body.entries[0]).toMatchObject({ action: 'reload', reason: 'config reloaded' });
+  });
+
+  it('turns the file watch on and off with reload.watch, without a restart', async () => {
+    const file = join(dir, 'veer.yaml');
+    const good = readFileSync(file, 'utf8');
+    expect(good).toContain('ttfb_p95 <= 400ms');
+    const rules = () => veer.config.slo.rules.map((r) => r.text);
+    writeFileSync(file, `${good}\nreload: {watch: true}\n`);
+    const on = await api(adminUrl, 'POST', '/api/reload', {});
+    expect(on.body).toMatchObject({ changed: ['reload.watch'], restart_required: [] });
+    // Watched: an edit of the file applies by itself.
+    writeFileSync(file, `${good.replace('ttfb_p95 <= 400ms', 'ttfb_p95 <= 450ms')}\nreload: {watch: true}\n`);
+    await waitFor(() => rules()[0] === 'ttfb_p95 <= 450ms', 5000);
+    // The watch itself turned off by an edit: later edits wait for a reload.
+    writeFileSync(file, `${good}\nreload: {watch: false}\n`);
+    await waitFor(() => rules()[0] === 'ttfb_p95 <= 400ms' && !veer.config.reload.watch, 5000);
+    writeFileSync(file, `${good.replace('ttfb_p95 <= 400ms', 'ttfb_p95 <= 480ms')}\nreload: {watch: false}\n`);
+    await new Promise((r) => setTimeout(r, 750));
+    expect(rules()[0]).toBe('ttfb_p95 <= 400ms');
+    writeFileSync(file, good);
+    await api(adminUrl, 'POST', '/api/reload', {});
+    expect(veer.config.reload.watch).toBe(false);
   });
 });
