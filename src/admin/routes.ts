@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError } from '../config/load.js';
 import type { Config, UpstreamName } from '../config/types.js';
 import { type Controller, ControllerError } from '../guard/controller.js';
-import { ruleJson } from '../guard/evaluate.js';
+import { guardActive, nextStepBp, ruleJson } from '../guard/evaluate.js';
 import type { Recorder } from '../measure/recorder.js';
 import type { AuditLog } from '../state/audit.js';
 import type { Principal, TokenAuth } from './auth.js';
@@ -104,7 +104,12 @@ function rolloutJson(c: Controller, config: Config) {
   const s = c.snapshot;
   const steps = config.rollout.stepsBp;
   const step = steps.indexOf(s.weight_bp);
-  const gate = c.lastVerdict?.gate;
+  // The next step follows the weight now in force; the last evaluation's eligibility only holds for the
+  // weight it judged (a reply to weight or promote comes before the guard has judged the new weight).
+  const stepping = (s.state === 'progressing' || s.state === 'holding') && guardActive(s.state, s.weight_bp);
+  const nextBp = stepping && steps.length > 0 ? nextStepBp(s.weight_bp, steps) : null;
+  const verdict = c.lastVerdict;
+  const eligibleAt = verdict?.gate && verdict.at >= s.weight_since ? verdict.gate.eligibleAt : null;
   return {
     id: s.rollout_id,
     state: s.state,
@@ -114,13 +119,13 @@ function rolloutJson(c: Controller, config: Config) {
     kill_reason: s.kill_reason,
     latched: s.latched,
     gate:
-      gate && (s.state === 'progressing' || s.state === 'holding')
-        ? {
-            next_percent: gate.nextBp / 100,
+      nextBp === null
+        ? null
+        : {
+            next_percent: nextBp / 100,
             waiting_for_approval: s.state === 'holding',
-            eligible_at: gate.eligibleAt === null ? null : new Date(gate.eligibleAt).toISOString(),
-          }
-        : null,
+            eligible_at: eligibleAt === null ? null : new Date(eligibleAt).toISOString(),
+          },
     last_change: s.last_change,
     version: s.version,
   };
