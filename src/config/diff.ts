@@ -15,7 +15,24 @@ function flatten(value: unknown, prefix: string, out: Map<string, string>): void
 
 const snake = (path: string) => path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-/** Dotted snake_case paths that differ; tokens compare as a whole (`admin.tokens`), arrays as values. */
+/** Loaded fields whose names differ from the file's by more than a unit suffix. */
+const FILE_NAMES: Record<string, string> = {
+  'rollout.weight_bp': 'rollout.weight',
+  'rollout.steps_bp': 'rollout.steps',
+  'slo.flap_max_flips': 'slo.flap.max_flips',
+  'slo.flap_period_ms': 'slo.flap.period',
+};
+
+/** The path an operator wrote in the file: durations are loaded as `<name>_ms`, weights as `<name>_bp`. */
+function filePath(loaded: string): string {
+  const path = snake(loaded.startsWith('admin.tokens') ? 'admin.tokens' : loaded);
+  return FILE_NAMES[path] ?? path.replace(/_ms$/, '');
+}
+
+/**
+ * The config file's dotted paths of the fields that differ (`slo.window`, `rollout.weight`); tokens compare
+ * as a whole (`admin.tokens`), arrays as values.
+ */
 export function changedFields(a: Config, b: Config): string[] {
   const fa = new Map<string, string>();
   const fb = new Map<string, string>();
@@ -24,7 +41,7 @@ export function changedFields(a: Config, b: Config): string[] {
   flatten(strip(b), '', fb);
   const out = new Set<string>();
   for (const k of new Set([...fa.keys(), ...fb.keys()])) {
-    if (fa.get(k) !== fb.get(k)) out.add(snake(k.startsWith('admin.tokens') ? 'admin.tokens' : k));
+    if (fa.get(k) !== fb.get(k)) out.add(filePath(k));
   }
   return [...out].sort();
 }

@@ -513,7 +513,7 @@ describe('hot reload', () => {
     );
     const r = await api(adminUrl, 'POST', '/api/reload', {});
     expect(r.status).toBe(200);
-    expect(r.body.changed).toEqual(['slo.slices', 'slo.window_ms']);
+    expect(r.body.changed).toEqual(['slo.slices', 'slo.window']);
     expect(r.body.restart_required).toEqual([]);
     expect(veer.recorder.windows.new.sliceMs).toBe(30_000);
     expect(samples()).toEqual(before);
