@@ -8,8 +8,7 @@ export type ProxyErrorCode =
   | 'upstream_reset'
   | 'bad_gateway'
   | 'bad_request'
-  | 'request_timeout'
-  | 'draining';
+  | 'request_timeout';
 
 export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   upstream_unavailable: 503,
@@ -18,7 +17,6 @@ export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   bad_gateway: 502,
   bad_request: 400,
   request_timeout: 408,
-  draining: 503,
 };
 
 export function errorBody(code: string, message: string): string {
