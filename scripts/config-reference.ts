@@ -34,7 +34,11 @@ function typeOf(s: Schema, ref?: string): string {
   if (ref === '#/definitions/ratio') return 'ratio';
   if (s.enum) return s.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
   if (s.const !== undefined) return `\`${String(s.const)}\``;
-  if (s.type === 'array') return `list of ${s.items?.$ref ? 'objects' : typeOf(resolve(s.items ?? {}), s.items?.$ref)}`;
+  if (s.type === 'array') {
+    const item = resolve(s.items ?? {});
+    if (item.anyOf) return 'list of strings or objects';
+    return `list of ${item.properties ? 'objects' : typeOf(item, s.items?.$ref)}`;
+  }
   if (s.anyOf) return 'string or object';
   const range = s.minimum !== undefined && s.maximum !== undefined ? ` ${s.minimum}–${s.maximum}` : '';
   return `${Array.isArray(s.type) ? s.type.join('/') : (s.type ?? 'object')}${range}`;
