@@ -1,5 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -31,8 +32,25 @@ describe('graceful drain on SIGTERM', () => {
     await mock.close();
   });
 
-  it('lets a stream in flight finish, refuses new connections, and exits 0', async () => {
+  it('lets streams in flight finish (HTTP/1.1 and HTTP/2), refuses new connections, sends GOAWAY, and exits 0', async () => {
     const port = veer.proxyPort();
+    // An HTTP/2 stream already running when the drain begins.
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    const h2Events: string[] = [];
+    const h2Stream = new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/v1/chat/completions' });
+      let status = 0;
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: Buffer) => h2Events.push(...String(d).split('\n\n').filter(Boolean)));
+      req.on('end', () => resolve(status));
+      req.on('error', reject);
+      req.end(JSON.stringify({ stream: true }));
+    });
+    await new Promise<void>((resolve) => {
+      const wait = () => (h2Events.length > 0 ? resolve() : setTimeout(wait, 10));
+      wait();
+    });
     const events: string[] = [];
     const stream = new Promise<number>((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions' });
@@ -52,6 +70,12 @@ describe('graceful drain on SIGTERM', () => {
     expect(await stream).toBe(200);
     expect(events.at(-1)).toBe('data: [DONE]');
     expect(events).toHaveLength(10);
+    // The HTTP/2 client was told to open no new stream on this connection, and its stream completed.
+    expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    expect(await h2Stream).toBe(200);
+    expect(h2Events.at(-1)).toBe('data: [DONE]');
+    expect(() => session.request({ ':path': '/v1/models' })).toThrow(/GOAWAY|destroyed|closed/i);
+    session.destroy();
     expect(await veer.exited).toEqual({ code: 0, signal: null });
     expect(veer.lines.some((l) => l.msg === 'veer stopped' && l.forced === 0)).toBe(true);
   });
