@@ -56,16 +56,16 @@ export interface MockStats {
   lastAbortAt: number;
 }
 
-function drawLatency(l: Latency): number {
+function drawLatency(l: Latency, random: () => number): number {
   if (typeof l === 'number') return l;
   switch (l.dist) {
     case 'fixed':
       return l.ms;
     case 'uniform':
-      return l.min + Math.random() * (l.max - l.min);
+      return l.min + random() * (l.max - l.min);
     case 'lognormal': {
-      const u1 = Math.random() || Number.MIN_VALUE;
-      const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * Math.random());
+      const u1 = random() || Number.MIN_VALUE;
+      const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * random());
       return l.median * Math.exp(l.sigma * z);
     }
   }
@@ -120,6 +120,8 @@ export interface MockOptions extends Partial<MockBehavior> {
   /** Also serve the same routes over h2c on a second port (the bench's direct HTTP/2 baseline). */
   h2?: boolean;
   h2Port?: number;
+  /** The draws behind latencies and error/reset/hang rates (default Math.random); tests pass a seeded one. */
+  random?: () => number;
 }
 
 /** Cuts a response mid-stream: the TCP connection for HTTP/1.1, only the stream for HTTP/2. */
@@ -135,7 +137,7 @@ function cut(res: ServerResponse): void {
  * the request's method, headers and body), GET /_mock/bytes?n=N (N bytes).
  */
 export async function startMockUpstream(options: MockOptions = {}): Promise<MockUpstream> {
-  const { port = 0, host = '127.0.0.1', h2 = false, h2Port = 0, ...initial } = options;
+  const { port = 0, host = '127.0.0.1', h2 = false, h2Port = 0, random = Math.random, ...initial } = options;
   const behavior: MockBehavior = { ...DEFAULT_BEHAVIOR, ...initial };
   const stats: MockStats = {
     requests: 0,
@@ -174,12 +176,12 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
         done('aborted');
       }
     });
-    const roll = Math.random();
+    const roll = random();
     if (roll < b.hangRate) {
       stats.hangs++;
       return; // never answers; counted as aborted when the client gives up
     }
-    const ttfb = drawLatency(b.ttfb);
+    const ttfb = drawLatency(b.ttfb, random);
     // A TTFB of 0 answers at once: setTimeout(0) would still wait for the next timer tick (~1 ms).
     const after = (ms: number, fn: () => void) => {
       if (ms <= 0) fn();

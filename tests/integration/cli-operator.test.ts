@@ -2,7 +2,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -11,7 +10,7 @@ import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.
 import { loadConfigFile } from '../../src/config/load.js';
 import { Veer } from '../../src/veer.js';
 import { REPO } from '../helpers/process.js';
-import { silentLogger, stateFiles, waitFor } from '../helpers/stack.js';
+import { silentLogger, stateFiles, unusedPort, waitFor } from '../helpers/stack.js';
 
 const OPERATOR = 'oncall-secret-0123456789';
 const READER = 'viewer-secret-0123456789';
@@ -56,14 +55,6 @@ function veer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 describe('veer operator commands against a running veer', () => {
   let legacy: MockUpstream;
   let next: MockUpstream;
@@ -92,7 +83,7 @@ describe('veer operator commands against a running veer', () => {
     writeFileSync(opToken, `${OPERATOR}\n`);
     writeFileSync(join(dir, 'viewer.token'), `${READER}\n`);
     // A fixed admin port written into the file, so `--config` alone tells the CLI where veer listens.
-    const adminPort = await freePort();
+    const adminPort = await unusedPort();
     configText = (rule = 'ttfb_p95 <= 550ms', weight) =>
       [
         'listen: {host: 127.0.0.1, port: 0}',
@@ -267,7 +258,7 @@ describe('veer operator commands against a running veer', () => {
   });
 
   it('exits 3 and names the address when no admin API answers there', async () => {
-    const port = await freePort();
+    const port = await unusedPort();
     const r = await veer(['status'], { VEER_ADMIN: `http://127.0.0.1:${port}` });
     expect(r.code).toBe(3);
     expect(r.stdout).toBe('');
