@@ -62,9 +62,13 @@ export class Fleet implements FleetHooks {
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private config: Config;
+  /** The changes channel the subscriber listens on (it names the rollout id). */
+  private channel = '';
+  private rolloutId: string;
 
   constructor(private readonly o: FleetOptions) {
     this.config = o.config;
+    this.rolloutId = o.controller.snapshot.rollout_id;
     this.memberId = o.memberId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     const f = o.config.fleet;
     const url = new URL(f.redisUrl);
@@ -94,11 +98,14 @@ export class Fleet implements FleetHooks {
     }
     this.redis.on('ready', () => this.schedule('redis ready'));
     this.sub.on('ready', () => {
-      this.sub.subscribe(this.key('changes')).catch(() => {});
+      this.channel = this.key('changes');
+      this.sub.subscribe(this.channel).catch(() => {});
     });
     this.sub.on('message', (channel: string, message: string) => {
-      if (channel !== this.key('changes')) return;
-      if (Number(message) !== this.o.controller.snapshot.version) this.schedule('change published');
+      if (channel !== this.channel) return;
+      // Compared with the store version we last reconciled with, not our own version number: two sidecars
+      // can hold the same number for different states.
+      if (Number(message) !== this.syncedVersion) this.schedule('change published');
     });
   }
 
@@ -161,6 +168,18 @@ export class Fleet implements FleetHooks {
 
   reconfigure(config: Config): void {
     this.config = { ...config, fleet: this.config.fleet };
+    const id = this.o.controller.snapshot.rollout_id;
+    if (id === this.rolloutId) return;
+    // A new rollout id has its own state key and channel: nothing seen or queued for the old one applies.
+    this.rolloutId = id;
+    this.syncedVersion = 0;
+    this.pending = [];
+    if (this.sub.status === 'ready') {
+      if (this.channel) this.sub.unsubscribe(this.channel).catch(() => {});
+      this.channel = this.key('changes');
+      this.sub.subscribe(this.channel).catch(() => {});
+    }
+    this.schedule('rollout id changed');
   }
 
   // ---- reconciliation ----
@@ -190,21 +209,26 @@ export class Fleet implements FleetHooks {
   }
 
   private async cas(expected: number, next: PersistedState): Promise<boolean> {
+    const { fleet_version: _own, ...shared } = next;
     const r = await this.redis.veerCas(
       this.key('state'),
       this.key('changes'),
       expected,
       next.version,
-      JSON.stringify(next),
+      JSON.stringify(shared),
     );
     return r === -1;
   }
 
   /**
-   * Brings local and shared state together. Nothing pending here: the newer side wins (Redis, unless it
-   * lost its data). Local changes pending: pushed by compare-and-set when Redis has not moved since we
-   * last saw it; when it has, the changes toward legacy (kill, rollback) are replayed on top of the fleet's
-   * state and anything else is dropped in favour of the fleet's state.
+   * Brings local and shared state together. `seen` is the store version this sidecar last reconciled with
+   * (kept in its state file across restarts); version numbers of different writers say nothing about which
+   * state is newer, so only "the store moved since we saw it" and "we have unshared changes" decide:
+   * - store unmoved, changes here: pushed by compare-and-set;
+   * - store moved, nothing here: adopted;
+   * - store moved and changes here: the fleet's state wins, and only our moves toward legacy are replayed on
+   *   top of it (kill, rollback, lower weight from the queue; after a restart, when the queue is gone, the
+   *   kill, rollback or latch the state file holds).
    */
   private async sync(): Promise<void> {
     if (this.stopped || this.redis.status !== 'ready') return;
@@ -213,39 +237,53 @@ export class Fleet implements FleetHooks {
       const local = c.snapshot;
       const remote = await this.read();
       const pending = this.pending;
+      const seen = this.syncedVersion || local.fleet_version || 0;
+      const ahead = pending.length > 0 || local.version > seen;
       if (!remote) {
         // An empty store (first sidecar, or Redis restarted without data): seed it with what we know.
         if (await this.cas(0, local)) return this.synced(local.version, pending);
         continue;
       }
-      if (pending.length === 0) {
-        if (remote.version > local.version) c.adopt(remote.state);
-        else if (remote.version < local.version && !(await this.cas(remote.version, local))) continue;
-        return this.synced(Math.max(remote.version, local.version), pending);
-      }
-      if (remote.version === this.syncedVersion || remote.version < local.version) {
+      if (remote.version === seen) {
+        if (!ahead) {
+          if (local.version !== remote.version) c.adopt(remote.state);
+          return this.synced(remote.version, pending);
+        }
         const next = local.version > remote.version ? local : { ...local, version: remote.version + 1 };
         if (!(await this.cas(remote.version, next))) continue;
         if (next !== local) c.adopt(next, 'fleet');
         return this.synced(next.version, pending);
       }
+      if (!ahead) {
+        c.adopt(remote.state);
+        return this.synced(remote.version, pending);
+      }
       // The fleet moved on meanwhile: keep our moves toward legacy, drop the rest.
-      const safe = pending.filter((p) => p.safe);
       let next = remote.state;
-      for (const p of safe) {
-        if (next.state === 'killed' && p.action !== 'kill') continue;
-        next = { ...p.mutate(next), last_change: p.next.last_change, weight_since: this.o.clock() };
+      let kept = 0;
+      if (pending.length > 0) {
+        const safe = pending.filter((p) => p.safe);
+        for (const p of safe) {
+          if (next.state === 'killed' && p.action !== 'kill') continue;
+          next = { ...p.mutate(next), last_change: p.next.last_change, weight_since: this.o.clock() };
+          kept++;
+        }
+        if (pending.length > safe.length) {
+          this.o.logger.warn(
+            { dropped: pending.filter((p) => !p.safe).map((p) => p.action), fleet_version: remote.version },
+            'fleet: another sidecar changed the rollout at the same time; its state wins over these changes',
+          );
+        }
+      } else {
+        next = towardLegacy(local, remote.state);
+        if (next !== remote.state) kept++;
       }
-      if (pending.length > safe.length) {
-        this.o.logger.warn(
-          { dropped: pending.filter((p) => !p.safe).map((p) => p.action), fleet_version: remote.version },
-          'fleet: another sidecar changed the rollout at the same time; its state wins over these changes',
-        );
+      if (kept > 0) {
+        next = { ...next, version: remote.version + 1 };
+        if (!(await this.cas(remote.version, next))) continue;
       }
-      next = { ...next, version: remote.version + 1 };
-      if (safe.length > 0 && !(await this.cas(remote.version, next))) continue;
-      c.adopt(safe.length > 0 ? next : remote.state, 'fleet');
-      return this.synced(safe.length > 0 ? next.version : remote.version, pending);
+      c.adopt(kept > 0 ? next : remote.state, 'fleet');
+      return this.synced(kept > 0 ? next.version : remote.version, pending);
     }
     throw new Error('state kept changing under five compare-and-set attempts');
   }
@@ -253,6 +291,7 @@ export class Fleet implements FleetHooks {
   private synced(version: number, handled: LocalChange[]): void {
     this.pending = this.pending.filter((p) => !handled.includes(p));
     this.syncedVersion = version;
+    this.o.controller.noteFleetVersion(version);
     this.o.metrics.fleetStateVersion.set(version);
     if (!this.connected) {
       this.connected = true;
@@ -313,6 +352,37 @@ export class Fleet implements FleetHooks {
       this.o.logger.debug({ err: (err as Error).message }, 'fleet: lease renewal failed');
     }
   }
+}
+
+/**
+ * After a restart the queue of unshared changes is gone; of what the state file holds beyond the store,
+ * only a stop (kill, rollback, latch) is carried onto the fleet's state. A stale stop can only hold traffic
+ * on legacy until an operator resumes; a stale weight could send it to a failing backend.
+ */
+export function towardLegacy(local: PersistedState, shared: PersistedState): PersistedState {
+  if (local.state === 'killed' && shared.state !== 'killed') {
+    return {
+      ...shared,
+      state: 'killed',
+      weight_bp: 0,
+      kill_reason: local.kill_reason,
+      before_kill: { state: shared.state, weight_bp: shared.weight_bp },
+      last_change: local.last_change,
+    };
+  }
+  const stopped = local.state === 'rolled_back' || local.state === 'latched';
+  const running = shared.state === 'progressing' || shared.state === 'holding' || shared.state === 'promoted';
+  if (stopped && running) {
+    return {
+      ...shared,
+      state: local.state,
+      weight_bp: 0,
+      latched: local.latched,
+      flips: local.flips,
+      last_change: local.last_change,
+    };
+  }
+  return shared;
 }
 
 function redact(url: string): string {

@@ -159,18 +159,25 @@ export class Controller {
     const reason = saved
       ? `new rollout id ${o.config.rollout.id} (was ${saved.rollout_id}): starting afresh`
       : `rollout ${o.config.rollout.id} started`;
-    c.change(
-      {
-        actor: 'config',
-        action: saved ? 'new_rollout' : 'start',
-        reason,
-        cause: 'config',
-        safe: true,
-        noBefore: !saved,
-      },
-      () => ({ ...freshState(o.config, now), version: (saved?.version ?? 0) + 1 }),
-      true,
-    );
+    try {
+      c.change(
+        {
+          actor: 'config',
+          action: saved ? 'new_rollout' : 'start',
+          reason,
+          cause: 'config',
+          safe: true,
+          noBefore: !saved,
+        },
+        () => ({ ...freshState(o.config, now), version: (saved?.version ?? 0) + 1 }),
+        true,
+      );
+    } catch (err) {
+      // A state file that cannot be written does not keep veer from starting on the config's own initial
+      // state (a restart rebuilds the same): the change is logged, and /readyz reports the file until it
+      // can be written, as it does after a restore.
+      if (!(err instanceof ControllerError && err.code === 'state_not_persisted')) throw err;
+    }
     return c;
   }
 
@@ -190,12 +197,25 @@ export class Controller {
     this.fleet = hooks;
   }
 
+  /** Fleet mode: the store holds our state as of `version`; written to the state file for the next start. */
+  noteFleetVersion(version: number): void {
+    if (this.s.fleet_version === version) return;
+    this.s = { ...this.s, fleet_version: version };
+    try {
+      this.o.store.save(this.s);
+    } catch (err) {
+      // Only costs precision after a restart (unshared changes are then judged from the state alone).
+      this.o.logger.debug({ err: (err as Error).message }, 'state file not writable: fleet version not saved');
+    }
+  }
+
   /**
    * Applies the fleet's shared state as is (it is newer than ours): written to the local file as the
    * last-known copy, swapped onto the request path, audited when anything but the version changed.
    */
-  adopt(remote: PersistedState, actor = 'fleet'): void {
+  adopt(shared: PersistedState, actor = 'fleet'): void {
     const prev = this.s;
+    const remote: PersistedState = { ...shared, fleet_version: shared.version };
     const same =
       prev.rollout_id === remote.rollout_id &&
       prev.state === remote.state &&
@@ -275,11 +295,16 @@ export class Controller {
       this.memory,
       now,
     );
-    this.memory = verdict.memory;
     this.lastVerdict = verdict;
     this.ruleMetrics(verdict);
-    // In a fleet, one sidecar judges fleet-wide data; the others only show their local view.
-    if (this.fleet && !this.fleet.mayAct()) return verdict;
+    // In a fleet, one sidecar judges fleet-wide data; the others only show their local view, and keep no
+    // memory of it: a sidecar taking the lease must not bring a gate clock or breach streak built on its
+    // own traffic to the fleet's windows.
+    if (this.fleet && !this.fleet.mayAct()) {
+      this.memory = FRESH_MEMORY;
+      return verdict;
+    }
+    this.memory = verdict.memory;
     const towardNew = verdict.action.kind === 'promote' || verdict.action.kind === 'hold';
     if (towardNew && this.fleet && !this.fleet.mayMoveTowardNew()) return verdict;
     const a = verdict.action;
@@ -539,6 +564,11 @@ export class Controller {
         true,
       );
     } else {
+      // New rules, thresholds or steps: the gate clock starts over (the old rules' passes prove nothing
+      // about the new ones); a breach streak stays, so a rollback is not delayed by a reload.
+      if (changed.some((f) => f.startsWith('slo.') || f.startsWith('rollout.'))) {
+        this.memory = { ...this.memory, passingSince: null };
+      }
       this.change(
         {
           actor,
@@ -662,7 +692,7 @@ export class Controller {
     const after = summary(this.s);
     const detail = persistError ? { ...spec.detail, persist_error: persistError.message } : spec.detail;
     this.appendAudit({
-      time: this.s.last_change?.time ?? new Date(this.o.clock()).toISOString(),
+      time: new Date(this.o.clock()).toISOString(),
       actor: spec.actor,
       action: spec.action,
       reason: spec.reason,

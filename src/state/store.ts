@@ -42,6 +42,11 @@ export interface PersistedState {
   weight_since: number;
   last_change: ChangeRecord | null;
   version: number;
+  /**
+   * Fleet mode: the shared store's version this sidecar last reconciled with, so that after a restart it
+   * can tell its own unshared changes from the fleet's (absent outside fleet mode; never sent to the store).
+   */
+  fleet_version?: number;
 }
 
 export class StateFileError extends Error {

@@ -1,46 +1,17 @@
 // Fleet mode with a real redis-server and three real veer processes: propagation, judgement, failover, outages.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { spawnVeer, type VeerProcess } from '../helpers/process.js';
+import { startRedis, stopRedis } from '../helpers/redis.js';
 import { unusedPort } from '../helpers/stack.js';
 
 const TOKEN = 'fleet-operator-token-0123456789';
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
-    { stdio: 'ignore' },
-  );
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(port, '127.0.0.1', () => c.write('PING\r\n'));
-      c.on('data', (d) => {
-        c.destroy();
-        resolve(d.toString().startsWith('+PONG'));
-      });
-      c.on('error', () => resolve(false));
-    });
-    if (ok) return child;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGKILL');
-  await once(child, 'exit');
-}
 
 interface Member {
   name: string;

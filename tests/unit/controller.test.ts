@@ -1,7 +1,8 @@
 // Specification of the controller: the only writer of routing state, stepped with an injected clock.
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Controller, ControllerError, REFUSED_PER_MINUTE } from '../../src/guard/controller.js';
 import { SlidingWindow } from '../../src/measure/window.js';
@@ -14,10 +15,8 @@ import { deepMerge, mustBuild, silentLogger, stateFiles } from '../helpers/stack
 const T0 = Date.parse('2026-11-25T12:00:00Z');
 
 /** A controller over real windows, a real state file and audit log, and a clock the test moves. */
-function rig(extra: Record<string, unknown> = {}, files = stateFiles()) {
-  let now = T0;
-  const clock = () => now;
-  const config = mustBuild(
+function configOf(extra: Record<string, unknown>, files: { path: string; audit_path: string }) {
+  return mustBuild(
     deepMerge(
       {
         listen: { host: '127.0.0.1', port: 0 },
@@ -30,6 +29,12 @@ function rig(extra: Record<string, unknown> = {}, files = stateFiles()) {
       extra,
     ),
   );
+}
+
+function rig(extra: Record<string, unknown> = {}, files = stateFiles(), start = T0) {
+  let now = start;
+  const clock = () => now;
+  const config = configOf(extra, files);
   const windows = {
     legacy: new SlidingWindow({ windowMs: 60_000, slices: 6, clock }),
     new: new SlidingWindow({ windowMs: 60_000, slices: 6, clock }),
@@ -175,6 +180,29 @@ describe('the SLO guard applying verdicts', () => {
     r.traffic(50, 100);
     r.controller.tick();
     expect(r.controller.table).toMatchObject({ weightBp: 10_000, state: 'promoted' });
+  });
+
+  it('starts the gate clock over when a reload changes the rules: a rule added mid-gate must pass for the whole step_min_duration', () => {
+    const rollout = { weight: 10, steps: [10, 50], step_min_duration: '60s' };
+    const r = rig({ rollout });
+    r.traffic(100, 100);
+    r.controller.tick();
+    r.advance(55_000);
+    r.traffic(50, 100);
+    r.controller.tick();
+    const stricter = configOf(
+      { rollout, slo: { rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%', 'ttfb_p50 <= 200ms'] } },
+      r.files,
+    );
+    r.controller.reconfigure(stricter, ['slo.rules']);
+    r.advance(5_000);
+    r.traffic(50, 100);
+    r.controller.tick();
+    expect(r.controller.table.weightBp).toBe(1000);
+    r.advance(60_000);
+    r.traffic(50, 100);
+    r.controller.tick();
+    expect(r.controller.table.weightBp).toBe(5000);
   });
 
   it('holds at a manual gate until an operator promotes', () => {
@@ -359,5 +387,25 @@ describe('durable state', () => {
     } finally {
       rmSync(dir);
     }
+  });
+});
+
+describe('start-up', () => {
+  it('dates each audit entry when it is written: a restore two days after a kill is dated at the restart', () => {
+    const files = stateFiles();
+    rig({}, files).controller.kill('admin:a', 'incident 42');
+    const later = T0 + 2 * 86_400_000;
+    const restarted = rig({}, files, later);
+    expect(restarted.audit.read(1)[0]).toMatchObject({ action: 'restore', time: new Date(later).toISOString() });
+    expect(restarted.controller.snapshot.state).toBe('killed');
+  });
+
+  it("starts on the config's initial state when the state file cannot be written, and reports it as not persisted", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'veer-unwritable-'));
+    // A directory that does not exist: nothing to read, and nothing can be written there, even by root.
+    const r = rig({}, { path: join(dir, 'missing', 'state.json'), audit_path: join(dir, 'audit.jsonl') });
+    expect(r.controller.table).toMatchObject({ weightBp: 1000, state: 'progressing' });
+    expect(r.controller.persisted).toBe(false);
+    expect(r.audit.read(1)[0]).toMatchObject({ action: 'start' });
   });
 });
