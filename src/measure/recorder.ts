@@ -127,13 +127,14 @@ export class Recorder {
   /**
    * TTFB is the first body byte, or the response headers for a response without a body; it is
    * recorded whenever the upstream answered with a non-5xx status, since a client that leaves after
-   * the first token still saw that token's latency. Duration is recorded for completed responses only.
+   * the first token (or an upstream that goes silent after it) still showed that token's latency. Duration is recorded for completed responses only.
    * The window (which the SLO guard reads) takes the stream now; metrics and the access log in a batch.
    */
   finished(r: StreamRecord): void {
     this.inflight[r.upstream]--;
     this.finishedTotal[r.upstream]++;
-    const answered = r.outcome === 'ok' || r.outcome === 'reset' || r.outcome === 'client_abort';
+    const answered =
+      r.outcome === 'ok' || r.outcome === 'reset' || r.outcome === 'client_abort' || r.outcome === 'timeout';
     const firstByteAt = r.firstByteAt > 0 ? r.firstByteAt : r.outcome === 'ok' ? r.headersAt : 0;
     const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
     const durationMs = r.outcome === 'ok' ? r.endedAt - r.startedAt : undefined;

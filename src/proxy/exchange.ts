@@ -55,6 +55,7 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = constants;
  */
 const PAUSE_AT = 64 * 1024;
 const kTimeout = new Error('time to first byte exceeded');
+const kIdle = new Error('upstream silent for longer than idle_timeout');
 const kClientGone = new Error('client went away');
 
 function destroySocket(socket: Socket): void {
@@ -73,6 +74,10 @@ function onFirstByteTimeout(exchange: Exchange): void {
   exchange.firstByteTimedOut();
 }
 
+function onUpstreamIdle(exchange: Exchange): void {
+  exchange.upstreamIdle();
+}
+
 /**
  * Implements undici's dispatch handler directly: response chunks are written to the client as they
  * arrive, the upstream is paused when the client cannot keep up, and every path ends in exactly one
@@ -87,11 +92,17 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   endedAt = 0;
   bytesOut = 0;
   fallback = false;
-  readonly startedAt = performance.now();
+  /** When the request went to its current upstream (a fallback starts legacy's clock afresh). */
+  startedAt = performance.now();
 
   private controller: Dispatcher.DispatchController | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** idle_timeout between body chunks, from the first one on (before it, the first-byte timer runs). */
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idledOut = false;
+  /** The upstream is paused for a slow client: its silence is ours, not its own. */
+  private paused = false;
   private responded = false;
   private done = false;
   private timedOut = false;
@@ -174,18 +185,23 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.firstByteAt === 0) {
       this.firstByteAt = performance.now();
       clearTimeout(this.timer);
-    }
+      const idleMs = this.ctx.upstreams[this.upstream].config.idleTimeoutMs;
+      if (idleMs > 0) this.idleTimer = setTimeout(onUpstreamIdle, idleMs, this);
+    } else this.idleTimer?.refresh();
     this.bytesOut += chunk.length;
     if (this.done) return;
     const writable = this.res ?? this.stream!;
     if (!writable.write(chunk) && writable.writableLength >= PAUSE_AT) {
       controller.pause();
+      this.paused = true;
       this.stallTimer ??= setTimeout(onClientStalled, this.ctx.clientIdleTimeoutMs, this);
       if (!this.watchingDrain) {
         this.watchingDrain = true;
         writable.on('drain', () => {
           clearTimeout(this.stallTimer);
           this.stallTimer = undefined;
+          this.paused = false;
+          this.idleTimer?.refresh();
           this.controller?.resume();
         });
       }
@@ -212,6 +228,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       );
     } else if (this.timedOut) {
       this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
+    } else if (this.idledOut) {
+      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream went silent for longer than idle_timeout`);
     } else if (this.controller === undefined && CONNECT_ERROR_CODES.has(code)) {
       if (this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback) {
         this.retryOnLegacy();
@@ -242,6 +260,17 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       cutByVeer.add(this.stream!);
       this.stream!.close(NGHTTP2_CANCEL);
     }
+  }
+
+  /** Called by the idle timer: no body chunk for idle_timeout (unless veer itself paused the upstream). */
+  upstreamIdle(): void {
+    if (this.done) return;
+    if (this.paused) {
+      this.idleTimer!.refresh();
+      return;
+    }
+    this.idledOut = true;
+    this.controller?.abort(kIdle);
   }
 
   /** Called by the first-byte timer. */
@@ -295,6 +324,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.fallback = true;
     this.controller = undefined;
     this.endedAt = 0;
+    // Legacy's TTFB is legacy's own: the time lost on new's failed connect is not its doing.
+    this.startedAt = performance.now();
     this.start();
   }
 
@@ -343,6 +374,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.done = true;
     clearTimeout(this.timer);
     clearTimeout(this.stallTimer);
+    clearTimeout(this.idleTimer);
     if (this.endedAt === 0) this.endedAt = performance.now();
     this.outcome = outcome;
     this.ctx.recorder.finished(this);

@@ -24,7 +24,9 @@ export class Upstream {
       connectTimeout: config.connectTimeoutMs,
       // veer runs its own first-byte timer; undici's headers timer is only a backstop behind it.
       headersTimeout: config.ttfbTimeoutMs + 1000,
-      bodyTimeout: config.idleTimeoutMs,
+      // Off: undici's body timer starts at the response headers, so it would also bound the wait for the
+      // first token (ttfb_timeout's job). veer runs idle_timeout itself from the first body byte on.
+      bodyTimeout: 0,
       keepAliveTimeout: config.keepAliveTimeoutMs,
       // The operator's limit caps what an upstream's Keep-Alive hint asks for (undici would allow up to 10 min).
       keepAliveMaxTimeout: config.keepAliveTimeoutMs,

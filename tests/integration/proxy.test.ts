@@ -321,6 +321,48 @@ function faultyUpstream(kind: 'reset-before-headers' | 'reset-mid-stream' | 'bad
   });
 }
 
+describe('upstream timeouts', () => {
+  it('waits ttfb_timeout, not idle_timeout, for the first token after early headers; idle_timeout bounds the gaps after it', async () => {
+    const upstream = await serveHttp((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      // The first token after 3 x idle_timeout (well inside ttfb_timeout), then a gap of 3 x idle_timeout.
+      // (undici's own timers tick every ~0.5 s, so shorter spans would not show its body timer firing.)
+      setTimeout(() => res.write('data: first\n\n'), 1500);
+      setTimeout(() => res.end('data: late\n\n'), 3000);
+    });
+    const stack = await startStack({
+      config: {
+        upstreams: { legacy: { url: upstream.url, ttfb_timeout: '4s', idle_timeout: '500ms' } },
+        rollout: { weight: 0 },
+      },
+    });
+    try {
+      const t0 = performance.now();
+      const res = await request(`${stack.url}/v1/chat/completions`, { method: 'POST', body: '{"stream":true}' });
+      expect(res.statusCode).toBe(200);
+      let text = '';
+      await expect(
+        (async () => {
+          for await (const chunk of res.body) text += chunk;
+        })(),
+      ).rejects.toThrow();
+      expect(text).toBe('data: first\n\n');
+      await waitFor(() => stack.veer.recorder.windows.legacy.snapshot().requests === 1);
+      const window = stack.veer.recorder.windows.legacy.snapshot();
+      expect(window.outcomes).toMatchObject({ timeout: 1 });
+      // The first byte was measured (1.5 s): the cut came in the gap after it (at ~2 s), not before it.
+      expect(window.ttfbSamples).toBe(1);
+      expect(window.ttfbQuantile(0.5)).toBeGreaterThanOrEqual(1490);
+      expect(performance.now() - t0).toBeLessThan(2900);
+    } finally {
+      await stack.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('failures become JSON errors', () => {
   it('answers 503 upstream_unavailable when the upstream refuses connections', async () => {
     const url = await closedPort();

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { closedPort, type Stack, startStack } from '../helpers/stack.js';
 import { errorCode, h1, h2 } from './clients.js';
-import { counter, type FaultUpstream, faultUpstream, outcomes } from './faults.js';
+import { blackhole, counter, type FaultUpstream, faultUpstream, outcomes } from './faults.js';
 
 /**
  * Canary fallback: a request bound for new, where new refused the connection so that not one byte of
@@ -30,6 +30,27 @@ async function stackWithNew(newUrl: string, extra: Record<string, unknown> = {})
 }
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+describe('canary fallback timing', () => {
+  it("times legacy's first byte from legacy's own start: new's connect timeout is not charged to legacy", async () => {
+    const hole = await blackhole();
+    try {
+      const s = await stackWithNew(hole.url, { upstreams: { new: { url: hole.url, connect_timeout: '400ms' } } });
+      const t0 = performance.now();
+      const reply = await h1(s.url, '/v1/models', { headers: { 'x-user-id': 'u1' } });
+      // The client waited for new's connect to time out, then legacy answered.
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(390);
+      expect(reply.status).toBe(200);
+      expect(reply.headers['x-veer-upstream']).toBe('legacy');
+      expect(await outcomes(s.veer)).toEqual({ 'new/connect_error': 1, 'legacy/ok': 1 });
+      const legacy = s.veer.recorder.windows.legacy.snapshot();
+      expect(legacy.ttfbSamples).toBe(1);
+      expect(legacy.ttfbQuantile(0.5)).toBeLessThan(200);
+    } finally {
+      await hole.close();
+    }
+  });
+});
 
 describe('canary fallback to legacy', () => {
   it('serves every method from legacy, body intact, when new refuses the connection (h1 and h2)', async () => {

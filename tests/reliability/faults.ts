@@ -1,5 +1,7 @@
 // Fault fixtures for the reliability suite: upstreams that fail in one precise way, and leak counters.
 
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import type { Veer } from '../../src/veer.js';
@@ -161,4 +163,33 @@ export async function backTo(read: () => number, baseline: number, slack = 0, ti
     await new Promise((r) => setTimeout(r, 25));
     now = read();
   }
+}
+
+/**
+ * A port whose connects time out: a listening socket (python3, which every machine here has) that never
+ * accepts, its one-slot accept queue filled by a connection of ours, so the kernel drops further SYNs.
+ */
+export async function blackhole(): Promise<{ url: string; close: () => Promise<void> }> {
+  const child = spawn(
+    'python3',
+    [
+      '-c',
+      'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const port = Number(String(line).trim());
+  const filler = await new Promise<net.Socket>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', () => {});
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      filler.destroy();
+      child.kill('SIGKILL');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
 }
