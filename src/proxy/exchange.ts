@@ -211,9 +211,42 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   onResponseEnd(): void {
     if (this.done) return;
     this.endedAt = performance.now();
-    if (this.res) this.res.end();
+    if (this.body !== null && this.clientStillSending()) this.endAndStopUpload();
+    else if (this.res) this.res.end();
     else this.stream!.end();
     this.finish(this.status >= 500 ? 'upstream_5xx' : 'ok');
+  }
+
+  private clientStillSending(): boolean {
+    return this.res ? !this.res.req.complete : !this.stream!.readableEnded;
+  }
+
+  /**
+   * The upstream answered before the request body was in (413, 401, 429...): the client gets the answer
+   * instead of uploading into a connection nobody reads. HTTP/2: RST_STREAM(NO_ERROR) after the
+   * response tells it to stop (RFC 9113 §8.1). HTTP/1.1 has no such signal short of closing, and a close
+   * with unread input resets the connection, which can lose the answer: the rest of the body is read and
+   * dropped, as node's own server does, and the connection stays usable.
+   */
+  private endAndStopUpload(): void {
+    if (this.stream) {
+      const stream = this.stream;
+      stream.end(() => stream.close(NGHTTP2_NO_ERROR));
+      return;
+    }
+    this.discardRestOfBody();
+    this.res!.end();
+  }
+
+  /**
+   * HTTP/1.1: reads and drops what is left of the request body. undici may have left its iterator waiting
+   * on a read, and while the iterator's 'readable' listener is on the request, resume() does nothing: the
+   * iterator is returned first (which leaves the request itself open).
+   */
+  private discardRestOfBody(): void {
+    const req = this.res!.req;
+    const resume = () => req.resume();
+    Promise.resolve((this.body as unknown as AsyncIterator<Buffer>).return?.()).then(resume, resume);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -349,7 +382,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
         'cache-control': 'no-store',
       };
       if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
-      const unfinishedBody = code === 'request_timeout';
+      // A client still sending its body (too slow, or the upstream failed before reading it all).
+      const unfinishedBody = this.body !== null && this.clientStillSending();
       if (this.res) {
         // The rest of an unfinished body would be read as the next request: close the connection, with a
         // moment for the client to read the answer (closing with unread input would send a TCP RST).
@@ -357,6 +391,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
         if (!this.res.headersSent && !this.res.destroyed) {
           const socket = this.res.socket;
           this.res.writeHead(status, headers).end(body);
+          if (unfinishedBody) this.discardRestOfBody();
           if (unfinishedBody && socket) setTimeout(destroySocket, 250, socket).unref();
         }
       } else if (!this.stream!.destroyed && !this.stream!.headersSent) {

@@ -137,7 +137,9 @@ export class ProxyHandler {
       path,
       'http/1.1',
       headers,
-      hasBody ? req : null,
+      // An iterator, not the request itself: undici destroys a body stream it is done with, and for a
+      // request whose answer came before its body was in, that would reset the client's connection.
+      hasBody ? req.iterator({ destroyOnReturn: false }) : null,
       res,
       undefined,
     ).start();
