@@ -28,7 +28,20 @@ export interface ExchangeContext {
 type Body = Readable | AsyncIterable<Buffer> | null;
 
 /** Response headers that belong to one connection (RFC 9110 §7.6.1). */
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+/**
+ * Response headers that belong to one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2; node's HTTP/2 refuses
+ * to send them), and `trailer`: veer does not relay trailers, so it does not announce them.
+ */
+const RESPONSE_HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'http2-settings',
+  'trailer',
+]);
 
 /** Errors that undici reports before the request was written: nothing reached the upstream. */
 const CONNECT_ERROR_CODES = new Set([
@@ -101,6 +114,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   /** idle_timeout between body chunks, from the first one on (before it, the first-byte timer runs). */
   private idleTimer: NodeJS.Timeout | undefined;
   private idledOut = false;
+  /** Why the upstream's response headers could not be relayed (set just before the abort). */
+  private unrelayable: string | undefined;
   /** The upstream is paused for a slow client: its silence is ours, not its own. */
   private paused = false;
   private responded = false;
@@ -156,7 +171,11 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, upstream: IncomingHttpHeaders): void {
-    if (statusCode < 200 || this.done) return;
+    if (this.done) return;
+    if (statusCode < 200) {
+      if (statusCode === 103) this.relayEarlyHints(upstream);
+      return;
+    }
     this.headersAt = performance.now();
     this.status = statusCode;
     const headers = withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP);
@@ -175,9 +194,21 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       }
       this.responded = true;
     } catch (err) {
+      // abort() comes back through onResponseError at once: it must answer bad_gateway, not upstream_reset.
+      this.unrelayable = `upstream response cannot be relayed: ${(err as Error).message}`;
       controller.abort(err as Error);
-      if (!this.done)
-        this.fail('reset', 'bad_gateway', `upstream response cannot be relayed: ${(err as Error).message}`);
+      if (!this.done) this.fail('reset', 'bad_gateway', this.unrelayable);
+    }
+  }
+
+  /** 103 Early Hints go on to the client (a proxy forwards 1xx, RFC 9110 §15.2); other 1xx stay here. */
+  private relayEarlyHints(upstream: IncomingHttpHeaders): void {
+    const hints = withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP);
+    try {
+      if (this.res) this.res.writeEarlyHints(hints as Record<string, string | string[]>);
+      else this.stream!.additionalHeaders({ ...hints, ':status': 103 } as unknown as Record<string, string>);
+    } catch {
+      // Hints are optional: one that cannot be relayed is dropped, the response still comes.
     }
   }
 
@@ -253,7 +284,13 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.done) return;
     this.endedAt = performance.now();
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.timedOut && this.clientSlow) {
+    if (this.unrelayable) {
+      this.fail('reset', 'bad_gateway', this.unrelayable);
+    } else if (err.name === 'HTTPParserError') {
+      // Not valid HTTP/1.1 (an invalid header character, a bad chunk): the upstream's fault, and a response
+      // veer cannot relay.
+      this.fail('reset', 'bad_gateway', `${this.upstream} upstream sent an invalid response (${err.message})`);
+    } else if (this.timedOut && this.clientSlow) {
       this.fail(
         'client_abort',
         'request_timeout',

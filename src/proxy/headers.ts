@@ -10,10 +10,12 @@ export type OutHeaders = Record<string, string | string[] | undefined>;
  * it into a slow dictionary that node's writeHead then walks (~1.5 µs per response).
  */
 export function withoutHopByHop(src: IncomingHttpHeaders, hopByHop: ReadonlySet<string>): OutHeaders {
-  const connection = src.connection;
+  // Several Connection lines arrive as an array from undici (node joins a request's); both are lists.
+  const raw = src.connection as string | string[] | undefined;
+  const connection = Array.isArray(raw) ? raw.join(',') : raw;
   // `keep-alive` and `close`, the usual values, list no field outside the hop-by-hop set.
   const listed =
-    typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
+    connection !== undefined && connection !== 'keep-alive' && connection !== 'close'
       ? connection
           .toLowerCase()
           .split(',')
