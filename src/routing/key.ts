@@ -6,9 +6,25 @@ export type HeaderBag = Record<string, string | string[] | undefined>;
 
 const MAX_KEY_LENGTH = 512;
 
+/** Any character outside ASCII: node reads header bytes as latin1, one character per byte. */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * A header or cookie value as the UTF-8 text its bytes spell, as a query value is decoded, so that a key
+ * hashes (and matches an override) the same from every source. Bytes that are not UTF-8 stay as they came.
+ */
+function asUtf8(latin1: string): string {
+  if (!NON_ASCII.test(latin1)) return latin1;
+  const text = Buffer.from(latin1, 'latin1').toString('utf8');
+  return text.includes('\uFFFD') ? latin1 : text;
+}
+
 function first(value: string | string[] | undefined): string | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  return v === undefined || v === '' ? undefined : v;
+  let v = Array.isArray(value) ? value[0] : value;
+  // A repeated header reaches here joined by node as "a, b": the first line is the key.
+  const joined = v?.indexOf(', ') ?? -1;
+  if (joined !== -1) v = v!.slice(0, joined);
+  return v === undefined || v === '' ? undefined : asUtf8(v);
 }
 
 function cookieValue(header: string | string[] | undefined, name: string): string | undefined {
@@ -23,7 +39,8 @@ function cookieValue(header: string | string[] | undefined, name: string): strin
     if (eq !== -1 && part.slice(0, eq).trim() === name) {
       let value = part.slice(eq + 1).trim();
       if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
-      return value === '' ? undefined : value;
+      // An empty one (`session=; session=abc`) is skipped, not taken as "no key".
+      if (value !== '') return asUtf8(value);
     }
     if (end === -1) break;
     at = end + 1;
@@ -34,8 +51,16 @@ function cookieValue(header: string | string[] | undefined, name: string): strin
 function queryValue(path: string, name: string): string | undefined {
   const q = path.indexOf('?');
   if (q === -1) return undefined;
-  const value = new URLSearchParams(path.slice(q + 1)).get(name);
-  return value === null || value === '' ? undefined : value;
+  const query = path.slice(q + 1);
+  const value = new URLSearchParams(query).get(name);
+  if (value === null || value === '') return undefined;
+  if (!value.includes('\uFFFD')) return value;
+  // Percent-escapes that are not UTF-8 all decode to U+FFFD: keep them as written, so that different
+  // keys stay different keys.
+  for (const pair of query.split('&')) {
+    if (pair.startsWith(`${name}=`)) return pair.slice(name.length + 1);
+  }
+  return value;
 }
 
 /** The key, capped in length so an attacker cannot make hashing expensive; undefined when no source is present. */

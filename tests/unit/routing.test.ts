@@ -185,6 +185,25 @@ describe('key extraction', () => {
     expect(extractKey(sources.slice(0, 1), { 'x-user-id': ['first', 'second'] }, '/', undefined)).toBe('first');
   });
 
+  it('reads a key the same from a header, a cookie and the query, whatever its characters', () => {
+    // What node hands over for the UTF-8 bytes of "josé" in a header or cookie (one character per byte).
+    const latin1 = Buffer.from('josé', 'utf8').toString('latin1');
+    expect(extractKey(sources.slice(0, 1), { 'x-user-id': latin1 }, '/', undefined)).toBe('josé');
+    expect(extractKey(sources.slice(1, 2), { cookie: `session=${latin1}` }, '/', undefined)).toBe('josé');
+    expect(extractKey(sources.slice(2, 3), {}, '/?user=jos%C3%A9', undefined)).toBe('josé');
+    // Bytes that are not UTF-8 stay distinct keys instead of all becoming U+FFFD.
+    expect(extractKey(sources.slice(0, 1), { 'x-user-id': 'jos\u00e9' }, '/', undefined)).toBe('jos\u00e9');
+    const e9 = extractKey(sources.slice(2, 3), {}, '/?user=%E9', undefined);
+    const e8 = extractKey(sources.slice(2, 3), {}, '/?user=%E8', undefined);
+    expect(e9).not.toBe(e8);
+  });
+
+  it('takes the first line of a repeated key header, and skips an empty cookie for a later one', () => {
+    // node joins a repeated header into "a, b".
+    expect(extractKey(sources.slice(0, 1), { 'x-user-id': 'dup, dup' }, '/', undefined)).toBe('dup');
+    expect(extractKey(sources.slice(1, 2), { cookie: 'session=; session=abc' }, '/', undefined)).toBe('abc');
+  });
+
   it('caps very long keys so hashing stays cheap', () => {
     const long = 'k'.repeat(10_000);
     expect(extractKey(sources.slice(0, 1), { 'x-user-id': long }, '/', undefined)).toHaveLength(512);
