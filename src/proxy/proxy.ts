@@ -176,6 +176,11 @@ export class ProxyHandler {
     // The request stream itself must not be handed to undici: it destroys its body when done, and
     // for HTTP/2 that would also end the response. An iterator over the readable side is safe.
     const body = stream.endAfterHeaders ? null : stream.iterator({ destroyOnReturn: false });
+    // veer takes the expectation off the request (it is hop-by-hop), so it answers it itself, as node does
+    // for HTTP/1.1: a client waiting for 100 would otherwise wait out its own timer (RFC 9110 §10.1.1).
+    if (body !== null && reqHeaders.expect?.toLowerCase() === '100-continue') {
+      stream.additionalHeaders({ ':status': 100 });
+    }
     new Exchange(
       this.ctx,
       decision.upstream,
