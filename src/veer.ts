@@ -339,6 +339,7 @@ export class Veer {
     this.proxy.ctx.draining = true;
     this.logger.info({ grace_ms: graceMs }, 'draining');
     const result = await this.front.drain(graceMs);
+    this.proxy.ctx.closing = true;
     await this.fleet?.stop();
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin) await this.admin.close();

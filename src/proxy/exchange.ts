@@ -21,6 +21,8 @@ export interface ExchangeContext {
   fallbackOnConnectError: boolean;
   onFallback: () => void;
   draining: boolean;
+  /** The drain's grace period is over: what is still open is cut by veer, not failed by an upstream. */
+  closing: boolean;
   /** listen.idle_timeout: how long a client may leave a paused stream unread before it is cut. */
   clientIdleTimeoutMs: number;
 }
@@ -284,7 +286,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.done) return;
     this.endedAt = performance.now();
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.unrelayable) {
+    if (this.ctx.closing) {
+      // Shutting down: the client's stream was cut by veer; the upstream did nothing wrong.
+      this.finish('client_abort');
+    } else if (this.unrelayable) {
       this.fail('reset', 'bad_gateway', this.unrelayable);
     } else if (err.name === 'HTTPParserError') {
       // Not valid HTTP/1.1 (an invalid header character, a bad chunk): the upstream's fault, and a response

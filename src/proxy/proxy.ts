@@ -92,6 +92,7 @@ export class ProxyHandler {
       fallbackOnConnectError: options.config.routing.fallbackOnConnectError,
       onFallback: () => fallbacks.inc(),
       draining: false,
+      closing: false,
       clientIdleTimeoutMs: options.config.listen.idleTimeoutMs,
     };
   }

@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { spawnVeer, type VeerProcess } from '../helpers/process.js';
+import { startStack, waitFor } from '../helpers/stack.js';
 
 describe('graceful drain on SIGTERM', () => {
   let mock: MockUpstream;
@@ -83,5 +84,39 @@ describe('graceful drain on SIGTERM', () => {
     session.destroy();
     expect(await veer.exited).toEqual({ code: 0, signal: null });
     expect(veer.lines.some((l) => l.msg === 'veer stopped' && l.forced === 0)).toBe(true);
+  });
+});
+
+describe('the end of a drain', () => {
+  it('counts the streams it cuts at the end of the grace period as cut by veer, not as upstream resets', async () => {
+    const stack = await startStack({
+      legacy: { ttfb: 5, tokens: 50, tokenIntervalMs: 100 },
+      config: { rollout: { weight: 0 } },
+    });
+    const session = http2.connect(stack.url);
+    session.on('error', () => {});
+    try {
+      const seen = { h1: 0, h2: 0 };
+      const h1 = http.request(`${stack.url}/v1/chat/completions`, { method: 'POST', agent: false }, (res) => {
+        res.on('data', () => seen.h1++);
+        res.on('error', () => {});
+      });
+      h1.on('error', () => {});
+      h1.end(JSON.stringify({ stream: true }));
+      const h2 = session.request({ ':method': 'POST', ':path': '/v1/chat/completions' });
+      h2.on('data', () => seen.h2++);
+      h2.on('error', () => {});
+      h2.end(JSON.stringify({ stream: true }));
+      await waitFor(() => seen.h1 > 0 && seen.h2 > 0);
+      const { forced } = await stack.veer.shutdown(300);
+      expect(forced).toBeGreaterThan(0);
+      await waitFor(() => stack.veer.recorder.inflight.legacy === 0);
+      const outcomes = stack.veer.recorder.windows.legacy.snapshot().outcomes;
+      expect(outcomes.reset).toBe(0);
+      expect(outcomes.client_abort).toBe(2);
+    } finally {
+      session.destroy();
+      await stack.close();
+    }
   });
 });
