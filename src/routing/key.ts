@@ -7,7 +7,7 @@ export type HeaderBag = Record<string, string | string[] | undefined>;
 const MAX_KEY_LENGTH = 512;
 
 /** Any character outside ASCII: node reads header bytes as latin1, one character per byte. */
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * A header or cookie value as the UTF-8 text its bytes spell, as a query value is decoded, so that a key

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveHttp, type Stack, startStack } from '../helpers/stack.js';
+import { type Stack, serveHttp, startStack } from '../helpers/stack.js';
 
 /** What of an upstream's response head reaches the client, over HTTP/1.1 and HTTP/2 (RFC 9110 §7.6.1, §15.2). */
 describe('response heads', () => {
