@@ -76,6 +76,12 @@ function rig(extra: Record<string, unknown> = {}, files = stateFiles(), start = 
     traffic(n: number, ms: number) {
       for (let i = 0; i < n; i++) windows.new.record('ok', ms + (i % 10), ms + 20);
     },
+    /** `ms` later, 50 fast requests on new, then an evaluation. */
+    evaluateAfter(ms: number) {
+      now += ms;
+      this.traffic(50, 100);
+      return controller.tick();
+    },
     state: () => JSON.parse(readFileSync(config.state.path, 'utf8')),
     async metric(name: string, labels: Record<string, string> = {}) {
       const m = (await metrics.registry.getSingleMetric(name)?.get())?.values ?? [];
@@ -163,22 +169,14 @@ describe('the SLO guard applying verdicts', () => {
     r.traffic(50, 100);
     r.controller.tick();
     expect(r.controller.table.weightBp).toBe(1000);
-    r.advance(5_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(5_000);
     expect(r.controller.table).toMatchObject({ weightBp: 5000, state: 'progressing' });
     expect(r.audit.read(1)[0]).toMatchObject({ actor: 'slo-guard', action: 'promote' });
     // The gate clock starts over with the first passing evaluation on the new step.
-    r.advance(30_000);
-    r.traffic(50, 100);
-    r.controller.tick();
-    r.advance(59_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(30_000);
+    r.evaluateAfter(59_000);
     expect(r.controller.table.weightBp).toBe(5000);
-    r.advance(1_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(1_000);
     expect(r.controller.table).toMatchObject({ weightBp: 10_000, state: 'promoted' });
   });
 
@@ -187,21 +185,15 @@ describe('the SLO guard applying verdicts', () => {
     const r = rig({ rollout });
     r.traffic(100, 100);
     r.controller.tick();
-    r.advance(55_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(55_000);
     const stricter = configOf(
       { rollout, slo: { rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%', 'ttfb_p50 <= 200ms'] } },
       r.files,
     );
     r.controller.reconfigure(stricter, ['slo.rules']);
-    r.advance(5_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(5_000);
     expect(r.controller.table.weightBp).toBe(1000);
-    r.advance(60_000);
-    r.traffic(50, 100);
-    r.controller.tick();
+    r.evaluateAfter(60_000);
     expect(r.controller.table.weightBp).toBe(5000);
   });
 
