@@ -29,7 +29,6 @@ export interface ExchangeContext {
 
 type Body = Readable | AsyncIterable<Buffer> | null;
 
-/** Response headers that belong to one connection (RFC 9110 §7.6.1). */
 /**
  * Response headers that belong to one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2; node's HTTP/2 refuses
  * to send them), and `trailer`: veer does not relay trailers, so it does not announce them.
