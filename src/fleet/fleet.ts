@@ -234,9 +234,11 @@ export class Fleet implements FleetHooks {
     if (this.stopped || this.redis.status !== 'ready') return;
     const c = this.o.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const local = c.snapshot;
       const remote = await this.read();
-      const pending = this.pending;
+      // Taken after the read: a change made while Redis answered is part of what is decided here. A copy,
+      // so that what is handled is exactly what was decided on.
+      const local = c.snapshot;
+      const pending = [...this.pending];
       const seen = this.syncedVersion || local.fleet_version || 0;
       const ahead = pending.length > 0 || local.version > seen;
       if (!remote) {
@@ -251,7 +253,9 @@ export class Fleet implements FleetHooks {
         }
         const next = local.version > remote.version ? local : { ...local, version: remote.version + 1 };
         if (!(await this.cas(remote.version, next))) continue;
-        if (next !== local) c.adopt(next, 'fleet');
+        // A change made during the write was made on `local`, which is what went out (maybe numbered higher):
+        // it stays queued for the next sync, and adopting `next` would undo it.
+        if (next !== local && c.snapshot === local) c.adopt(next, 'fleet');
         return this.synced(next.version, pending);
       }
       if (!ahead) {
@@ -282,7 +286,12 @@ export class Fleet implements FleetHooks {
         next = { ...next, version: remote.version + 1 };
         if (!(await this.cas(remote.version, next))) continue;
       }
+      const late = c.snapshot === local ? [] : this.pending.filter((p) => !pending.includes(p));
       c.adopt(kept > 0 ? next : remote.state, 'fleet');
+      // Changes made during the write were made on a state the fleet has replaced: the moves toward legacy
+      // among them are applied again on top of it (and go out with the next sync), the rest are dropped.
+      for (const p of late) if (p.safe) c.reapply(p);
+      this.pending = this.pending.filter((p) => !late.includes(p) || p.safe);
       return this.synced(kept > 0 ? next.version : remote.version, pending);
     }
     throw new Error('state kept changing under five compare-and-set attempts');

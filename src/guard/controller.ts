@@ -197,6 +197,27 @@ export class Controller {
     this.fleet = hooks;
   }
 
+  /**
+   * Fleet mode: a local change made while the fleet's state was being written, applied again on top of the
+   * state adopted from the fleet (it was audited when it was made).
+   */
+  reapply(change: LocalChange): void {
+    const cur = this.s;
+    const mutated = change.mutate(cur);
+    this.s = {
+      ...mutated,
+      version: cur.version + 1,
+      weight_since: mutated.weight_bp !== cur.weight_bp ? this.o.clock() : cur.weight_since,
+      last_change: change.next.last_change,
+    };
+    try {
+      this.o.store.save(this.s);
+    } catch (err) {
+      this.o.logger.error({ err: (err as Error).message }, 'state file not writable: change applied in memory only');
+    }
+    this.publish('fleet');
+  }
+
   /** Fleet mode: the store holds our state as of `version`; written to the state file for the next start. */
   noteFleetVersion(version: number): void {
     if (this.s.fleet_version === version) return;

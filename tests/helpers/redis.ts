@@ -36,6 +36,8 @@ export async function stopRedis(child: ChildProcess): Promise<void> {
 export class RedisRelay {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Holds each reply from redis this long (a slow network), so tests can act while a command is out. */
+  delayMs = 0;
 
   constructor(
     readonly port: number,
@@ -46,7 +48,11 @@ export class RedisRelay {
     this.server = createServer((client) => {
       const upstream = connect(this.target, '127.0.0.1');
       this.sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
+      client.pipe(upstream);
+      upstream.on('data', (d: Buffer) => {
+        if (this.delayMs === 0) client.write(d);
+        else setTimeout(() => client.writable && client.write(d), this.delayMs);
+      });
       const end = () => {
         client.destroy();
         upstream.destroy();

@@ -155,6 +155,24 @@ describe('fleet reconciliation', () => {
     expect(a2.controller.snapshot.state).toBe('killed');
   });
 
+  it('keeps an operator change made while a sync is waiting for redis, instead of pushing the state from before it', async () => {
+    const { a, b, relay } = await pair('change-during-sync');
+    b.controller.kill('admin:oncall', 'drill');
+    await b.fleet.flush();
+    await waitFor(() => a.controller.snapshot.state === 'killed');
+    // A's next sync waits 200 ms for redis; the on-call resumes through A meanwhile.
+    relay.delayMs = 200;
+    const sync = a.fleet.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    a.controller.resume('admin:oncall', 'drill over');
+    await sync;
+    relay.delayMs = 0;
+    await a.fleet.flush();
+    await waitFor(() => b.controller.snapshot.state === 'promoted' || b.controller.snapshot.state === 'progressing');
+    expect(a.controller.snapshot.state).not.toBe('killed');
+    expect((await shared('change-during-sync')).state).not.toBe('killed');
+  });
+
   it('keeps kills reaching every sidecar within a publish after a reload to a new rollout id', async () => {
     const { a, b, options } = await pair('before-reload', { fleet: { resync_interval: '5s' } });
     for (const s of [a, b]) {
