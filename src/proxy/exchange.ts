@@ -117,8 +117,6 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private idledOut = false;
   /** Why the upstream's response headers could not be relayed (set just before the abort). */
   private unrelayable: string | undefined;
-  /** The upstream is paused for a slow client: its silence is ours, not its own. */
-  private paused = false;
   private responded = false;
   private done = false;
   private timedOut = false;
@@ -225,14 +223,12 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     const writable = this.res ?? this.stream!;
     if (!writable.write(chunk) && writable.writableLength >= PAUSE_AT) {
       controller.pause();
-      this.paused = true;
       this.stallTimer ??= setTimeout(onClientStalled, this.ctx.clientIdleTimeoutMs, this);
       if (!this.watchingDrain) {
         this.watchingDrain = true;
         writable.on('drain', () => {
           clearTimeout(this.stallTimer);
           this.stallTimer = undefined;
-          this.paused = false;
           this.idleTimer?.refresh();
           this.controller?.resume();
         });
@@ -339,7 +335,9 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   /** Called by the idle timer: no body chunk for idle_timeout (unless veer itself paused the upstream). */
   upstreamIdle(): void {
     if (this.done) return;
-    if (this.paused) {
+    // The stall timer runs exactly while veer holds the upstream back for a slow client: that silence is
+    // veer's, not the upstream's.
+    if (this.stallTimer !== undefined) {
       this.idleTimer!.refresh();
       return;
     }
