@@ -380,6 +380,53 @@ describe('upstream timeouts', () => {
   });
 });
 
+describe('upstream idle timeout and slow clients', () => {
+  it('does not count as upstream silence the time veer holds the upstream back for a client that stopped reading', async () => {
+    const SIZE = 24 * 1024 * 1024;
+    const upstream = await serveHttp((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(SIZE) });
+      const chunk = Buffer.alloc(64 * 1024, 'y');
+      let sent = 0;
+      const pump = () => {
+        while (sent < SIZE) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const stack = await startStack({
+      config: {
+        upstreams: { legacy: { url: upstream.url, idle_timeout: '300ms' } },
+        rollout: { weight: 0 },
+      },
+    });
+    try {
+      const port = Number(new URL(stack.url).port);
+      const received = await new Promise<number>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.write('GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+          // Reads nothing for 4 x idle_timeout: buffers fill and veer pauses the upstream.
+          socket.pause();
+          setTimeout(() => socket.resume(), 1200);
+        });
+        let n = 0;
+        socket.on('data', (d: Buffer) => (n += d.length));
+        socket.on('end', () => resolve(n));
+        socket.on('error', reject);
+      });
+      expect(received).toBeGreaterThan(SIZE);
+      await waitFor(() => stack.veer.recorder.windows.legacy.snapshot().requests === 1);
+      expect(stack.veer.recorder.windows.legacy.snapshot().outcomes.ok).toBe(1);
+    } finally {
+      await stack.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('failures become JSON errors', () => {
   it('answers 503 upstream_unavailable when the upstream refuses connections', async () => {
     const url = await closedPort();
