@@ -210,11 +210,7 @@ export class Controller {
       weight_since: mutated.weight_bp !== cur.weight_bp ? this.o.clock() : cur.weight_since,
       last_change: change.next.last_change,
     };
-    try {
-      this.o.store.save(this.s);
-    } catch (err) {
-      this.o.logger.error({ err: (err as Error).message }, 'state file not writable: change applied in memory only');
-    }
+    this.saveApplied(change.action);
     this.publish('fleet');
   }
 
@@ -222,11 +218,20 @@ export class Controller {
   noteFleetVersion(version: number): void {
     if (this.s.fleet_version === version) return;
     this.s = { ...this.s, fleet_version: version };
+    this.saveApplied('fleet version');
+  }
+
+  /**
+   * Writes the state already applied in memory (fleet mode: what the fleet decided is applied whether or not
+   * the file can take it); a failure is logged and reported by /readyz through `persisted`.
+   */
+  private saveApplied(what: string): void {
     try {
       this.o.store.save(this.s);
+      this.persisted = true;
     } catch (err) {
-      // Only costs precision after a restart (unshared changes are then judged from the state alone).
-      this.o.logger.debug({ err: (err as Error).message }, 'state file not writable: fleet version not saved');
+      this.persisted = false;
+      this.o.logger.error({ err: (err as Error).message, what }, 'state file not writable: applied in memory only');
     }
   }
 
@@ -244,17 +249,8 @@ export class Controller {
       prev.latched === remote.latched &&
       prev.kill_reason === remote.kill_reason &&
       JSON.stringify(prev.overrides) === JSON.stringify(remote.overrides);
-    try {
-      this.o.store.save(remote);
-      this.persisted = true;
-    } catch (err) {
-      this.persisted = false;
-      this.o.logger.error(
-        { err: (err as Error).message },
-        'state file not writable: fleet state applied in memory only',
-      );
-    }
     this.s = remote;
+    this.saveApplied('fleet state');
     if (same) {
       this.o.metrics.fleetStateVersion.set(remote.version);
       return;

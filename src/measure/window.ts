@@ -191,9 +191,9 @@ export class SlidingWindow {
 
   /**
    * Takes a new window length and slice count (a config reload) and keeps the samples it holds. Each live
-   * slice moves whole into the new slice that holds its last moment, so no sample leaves the window
-   * before its slice would have (one may stay up to one old slice longer); slices that end before the new
-   * window goes.
+   * slice moves whole into the new slice that holds its last moment, so its samples leave the window when
+   * a sample of that moment would under the new slices (up to one new slice earlier or one old slice later
+   * than under the old ones); slices that end before the new window are dropped.
    */
   reshape(windowMs: number, slices: number): void {
     this.digestPending();
