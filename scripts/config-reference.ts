@@ -1,4 +1,4 @@
-// Writes README's config reference table from config/veer.schema.json (run: npm run docs:config).
+// Writes docs/config.md's config reference table from config/veer.schema.json (run: npm run docs:config).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -70,12 +70,12 @@ const END = '<!-- config-reference:end -->';
 export function withReference(readme: string): string {
   const a = readme.indexOf(START);
   const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error('README has no config-reference markers');
+  if (a < 0 || b < a) throw new Error('docs/config.md has no config-reference markers');
   return `${readme.slice(0, a + START.length)}\n${configReference()}\n${readme.slice(b)}`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const path = new URL('README.md', root);
+  const path = new URL('docs/config.md', root);
   writeFileSync(path, withReference(readFileSync(path, 'utf8')));
-  process.stdout.write('README.md config reference updated\n');
+  process.stdout.write('docs/config.md config reference updated\n');
 }

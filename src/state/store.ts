@@ -56,7 +56,7 @@ export class StateFileError extends Error {
   ) {
     super(
       `state file ${path} ${detail}; veer will not start on a state it cannot read (a killed rollout must stay killed). ` +
-        'Fix the file, or move it away to start this rollout afresh (see README "Start-up and recovering").',
+        'Fix the file, or move it away to start this rollout afresh (see docs/slo-guard.md, "Start-up and recovering").',
     );
     this.name = 'StateFileError';
   }
