@@ -1,7 +1,9 @@
-// Bearer-token authentication for the admin API: named tokens, roles, constant-time comparison.
+// Bearer-token authentication for the admin API: named tokens, roles, constant-time comparison, and the wrapper that guards each route.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TokenConfig } from '../config/types.js';
+import { sendError } from './server.js';
 
 export interface Principal {
   /** The token's name; the audit log records the actor as `admin:<name>`. */
@@ -41,4 +43,65 @@ export class TokenAuth {
     }
     return found ? { ok: true, principal: found } : { ok: false, reason: 'unknown' };
   }
+}
+
+/** What the auth wrapper needs from the admin plane: tokens as now configured, and the audit of refusals. */
+export interface AuthGate {
+  auth: () => TokenAuth;
+  readRequiresToken: () => boolean;
+  /** Audits a refused attempt on a mutating route with whatever identity was presented. */
+  refused: (actor: string, message: string, detail: Record<string, unknown>) => void;
+}
+
+export type AuthorizedHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  who: Principal | undefined,
+) => Promise<void>;
+
+const AUTH_MESSAGE: Readonly<Record<'missing' | 'malformed' | 'unknown', string>> = {
+  missing: 'send Authorization: Bearer <token>',
+  malformed: 'the Authorization header must be "Bearer <token>"',
+  unknown: 'unknown token',
+};
+
+/**
+ * Authentication before the handler: an operator token for `operate`, and for `read` when reads need
+ * one. A refusal answers 401/403 with its JSON error and, on a mutating route, is audited.
+ */
+export function withAuth(
+  gate: AuthGate,
+  access: 'read' | 'operate',
+  action: string,
+  handler: AuthorizedHandler,
+): (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> {
+  return async (req, res, url) => {
+    if (access === 'read' && !gate.readRequiresToken()) return handler(req, res, url, undefined);
+    const auth = gate.auth();
+    const result = auth.authenticate(req.headers.authorization);
+    const detail = {
+      route: `${req.method} ${url.pathname}`,
+      attempted: action,
+      remote: req.socket.remoteAddress ?? null,
+    };
+    if (!result.ok) {
+      const message = auth.configured
+        ? AUTH_MESSAGE[result.reason]
+        : 'no admin tokens are configured: add admin.tokens to the config to allow changes';
+      if (access === 'operate') gate.refused('anonymous', message, { ...detail, status: 401, auth: result.reason });
+      res.setHeader('www-authenticate', 'Bearer realm="veer-admin"');
+      req.resume();
+      sendError(res, 'unauthorized', message);
+      return;
+    }
+    const who = result.principal;
+    if (access === 'operate' && who.role !== 'operator') {
+      gate.refused(`admin:${who.name}`, `token "${who.name}" is read-only`, { ...detail, status: 403 });
+      req.resume();
+      sendError(res, 'forbidden', `token "${who.name}" may read but not change the rollout`);
+      return;
+    }
+    return handler(req, res, url, who);
+  };
 }

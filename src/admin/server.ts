@@ -2,6 +2,7 @@
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type ErrorCode, errorBody, statusOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/registry.js';
 import { answerClientError } from '../proxy/errors.js';
@@ -23,8 +24,14 @@ export function sendJson(res: ServerResponse, status: number, body: string): voi
   res.end(body);
 }
 
-export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
-  sendJson(res, status, JSON.stringify({ error: { code, message } }));
+/** A veer error as JSON, with the catalogue's status for its code unless `status` names another row. */
+export function sendError(
+  res: ServerResponse,
+  code: ErrorCode,
+  message: string,
+  extra: { status?: number; problems?: readonly string[] } = {},
+): void {
+  sendJson(res, extra.status ?? statusOf(code), errorBody(code, message, extra.problems));
 }
 
 export interface AdminServerOptions {
@@ -64,9 +71,9 @@ export class AdminServer {
     if (!route) {
       if (onPath.length > 0) {
         res.setHeader('allow', onPath.map((r) => r.method).join(', '));
-        sendError(res, 405, 'method_not_allowed', `${req.method} is not allowed on ${url.pathname}`);
+        sendError(res, 'method_not_allowed', `${req.method} is not allowed on ${url.pathname}`);
       } else {
-        sendError(res, 404, 'not_found', `no admin route ${url.pathname}`);
+        sendError(res, 'not_found', `no admin route ${url.pathname}`);
       }
       return;
     }
@@ -74,7 +81,7 @@ export class AdminServer {
       .then(() => route.handler(req, res, url))
       .catch((err: Error) => {
         this.options.logger.error({ err: err.message, route: route.path }, 'admin route failed');
-        if (!res.headersSent) sendError(res, 500, 'internal', 'the admin request failed; see the logs');
+        if (!res.headersSent) sendError(res, 'internal', 'the admin request failed; see the logs');
         else res.destroy();
       });
   }

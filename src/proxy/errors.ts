@@ -1,27 +1,19 @@
-// The errors veer itself answers with: stable codes, HTTP statuses and the JSON body they travel in.
+// How the proxy answers with veer's own errors (codes and statuses are in the catalogue, src/errors.ts).
 
 import type { Duplex } from 'node:stream';
+import { errorBody, type ProxyErrorCode, statusOf } from '../errors.js';
 
-export type ProxyErrorCode =
-  | 'upstream_unavailable'
-  | 'upstream_timeout'
-  | 'upstream_reset'
-  | 'bad_gateway'
-  | 'bad_request'
-  | 'request_timeout';
+export { errorBody, type ProxyErrorCode } from '../errors.js';
 
+/** Each proxy error code's status, from the catalogue in src/errors.ts. */
 export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
-  upstream_unavailable: 503,
-  upstream_timeout: 504,
-  upstream_reset: 502,
-  bad_gateway: 502,
-  bad_request: 400,
-  request_timeout: 408,
+  upstream_unavailable: statusOf('upstream_unavailable'),
+  upstream_timeout: statusOf('upstream_timeout'),
+  upstream_reset: statusOf('upstream_reset'),
+  bad_gateway: statusOf('bad_gateway'),
+  bad_request: statusOf('bad_request'),
+  request_timeout: statusOf('request_timeout'),
 };
-
-export function errorBody(code: string, message: string): string {
-  return JSON.stringify({ error: { code, message } });
-}
 
 /** The error veer destroys an HTTP/2 stream with when its upstream failed after the headers went out. */
 export const UPSTREAM_FAILED_MID_STREAM = new Error('upstream failed mid-stream');

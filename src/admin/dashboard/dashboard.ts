@@ -54,7 +54,6 @@ export function dashboardRoutes(ctx: DashboardContext): AdminRoute[] {
       ctx.logger.error({ err: (err as Error).message }, 'dashboard assets unavailable');
       sendError(
         res,
-        503,
         'dashboard_unavailable',
         'the dashboard assets are not built and cannot be bundled here: run `npm run build`',
       );

@@ -1,0 +1,50 @@
+// What the admin routes read and drive, and the shape of a route before and after authentication.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config/types.js';
+import type { Controller } from '../guard/controller.js';
+import type { Recorder } from '../measure/recorder.js';
+import type { AuditLog } from '../state/audit.js';
+import type { Principal, TokenAuth } from './auth.js';
+import type { SeriesSampler } from './dashboard/series.js';
+
+export interface ReloadOutcome {
+  rolloutId: string;
+  changed: string[];
+  restartRequired: string[];
+}
+
+/** What the routes read and drive; getters, because a reload replaces config and tokens. */
+export interface AdminContext {
+  controller: Controller;
+  recorder: Recorder;
+  audit: AuditLog;
+  config: () => Config;
+  auth: () => TokenAuth;
+  clock: () => number;
+  /** Re-reads the config file; throws ConfigError when it is invalid (the old config keeps serving). */
+  reload: (actor: string, reason?: string) => Promise<ReloadOutcome>;
+  /** Waits until a change has reached the fleet's shared state (fleet mode); resolves at once otherwise. */
+  settle?: () => Promise<void>;
+  /** The dashboard's one-point-a-second history (GET /api/series). */
+  series: SeriesSampler;
+}
+
+/** A handler after authentication: `who` is the token's principal, undefined on an open read. */
+export type ApiHandler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  who: Principal | undefined,
+) => Promise<void>;
+
+/** One row of the route table: `access` decides the token needed, `action` names it in the audit log. */
+export interface ApiRoute {
+  method: string;
+  path: string;
+  access: 'read' | 'operate';
+  action: string;
+  handler: ApiHandler;
+}
+
+export const actorOf = (who: Principal | undefined) => (who ? `admin:${who.name}` : 'admin:anonymous');

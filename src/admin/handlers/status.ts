@@ -1,0 +1,132 @@
+// GET /api/status and GET /api/series: the rollout, both upstreams' windows, the rules, and the dashboard's history.
+
+import type { Config, UpstreamName } from '../../config/types.js';
+import type { Controller } from '../../guard/controller.js';
+import { guardActive, nextStepBp, ruleJson } from '../../guard/evaluate.js';
+import { bad } from '../body.js';
+import type { AdminContext, ApiRoute } from '../context.js';
+import { serializeRollout, serializeStatus } from '../schemas.js';
+import { sendJson } from '../server.js';
+
+export function rolloutJson(controller: Controller, config: Config) {
+  const snapshot = controller.snapshot;
+  const steps = config.rollout.stepsBp;
+  const step = steps.indexOf(snapshot.weight_bp);
+  // The next step follows the weight now in force; the last evaluation's eligibility only holds for the
+  // weight it judged (a reply to weight or promote comes before the guard has judged the new weight).
+  const stepping =
+    (snapshot.state === 'progressing' || snapshot.state === 'holding') &&
+    guardActive(snapshot.state, snapshot.weight_bp);
+  const nextBp = stepping && steps.length > 0 ? nextStepBp(snapshot.weight_bp, steps) : null;
+  const verdict = controller.lastVerdict;
+  const eligibleAt = verdict?.gate && verdict.at >= snapshot.weight_since ? verdict.gate.eligibleAt : null;
+  return {
+    id: snapshot.rollout_id,
+    state: snapshot.state,
+    weight_percent: snapshot.weight_bp / 100,
+    step: step < 0 ? null : step,
+    steps: steps.map((bp) => bp / 100),
+    kill_reason: snapshot.kill_reason,
+    latched: snapshot.latched,
+    gate:
+      nextBp === null
+        ? null
+        : {
+            next_percent: nextBp / 100,
+            waiting_for_approval: snapshot.state === 'holding',
+            eligible_at: eligibleAt === null ? null : new Date(eligibleAt).toISOString(),
+          },
+    last_change: snapshot.last_change,
+    version: snapshot.version,
+  };
+}
+
+/** The answer to every rollout command: the rollout as it now stands. */
+export function rolloutReply(ctx: AdminContext): string {
+  return serializeRollout({ rollout: rolloutJson(ctx.controller, ctx.config()) });
+}
+
+function upstreamJson(ctx: AdminContext, name: UpstreamName) {
+  const window = ctx.recorder.windows[name].snapshot();
+  const quantileMs = (q: number) => {
+    const value = window.ttfbQuantile(q);
+    return value === undefined ? null : Math.round(value * 1000) / 1000;
+  };
+  return {
+    url: ctx.config().upstreams[name].url,
+    ttfb_p50_ms: quantileMs(0.5),
+    ttfb_p95_ms: quantileMs(0.95),
+    ttfb_p99_ms: quantileMs(0.99),
+    error_rate: window.requests > 0 ? window.errorRate : null,
+    samples: window.ttfbSamples,
+    requests: window.requests,
+    errors: window.errors,
+    inflight: ctx.recorder.inflight[name],
+    requests_total: ctx.recorder.finishedTotal[name],
+  };
+}
+
+export function statusJson(ctx: AdminContext) {
+  const config = ctx.config();
+  const controller = ctx.controller;
+  const verdict = controller.lastVerdict;
+  const rules = verdict
+    ? verdict.rules.map(ruleJson)
+    : config.slo.rules.map((rule) => ({
+        name: rule.name,
+        text: rule.text,
+        status: 'inconclusive',
+        value: null,
+        threshold: rule.kind === 'absolute' ? rule.threshold : null,
+        legacy: null,
+        unit: rule.metric === 'error_rate' ? 'ratio' : 'ms',
+        samples: 0,
+        min_samples: rule.minSamples,
+      }));
+  return {
+    rollout: rolloutJson(controller, config),
+    upstreams: { legacy: upstreamJson(ctx, 'legacy'), new: upstreamJson(ctx, 'new') },
+    slo: {
+      on_breach: config.slo.onBreach,
+      interval_ms: config.slo.intervalMs,
+      window_ms: config.slo.windowMs,
+      evaluated_at: verdict ? new Date(verdict.at).toISOString() : null,
+      rules,
+    },
+    overrides: controller.effectiveOverrides(),
+    time: new Date(ctx.clock()).toISOString(),
+  };
+}
+
+export function statusRoutes(ctx: AdminContext): ApiRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/api/status',
+      access: 'read',
+      action: 'status',
+      handler: async (_req, res) => sendJson(res, 200, serializeStatus(statusJson(ctx))),
+    },
+    {
+      method: 'GET',
+      path: '/api/series',
+      access: 'read',
+      action: 'series',
+      handler: async (_req, res, url) => {
+        const raw = url.searchParams.get('since');
+        if (raw !== null && !/^\d{1,16}$/.test(raw))
+          throw bad(`since: must be epoch milliseconds, got "${raw.slice(0, 32)}"`);
+        sendJson(
+          res,
+          200,
+          JSON.stringify({
+            interval_ms: ctx.series.intervalMs,
+            capacity: ctx.series.capacity,
+            time: new Date(ctx.clock()).toISOString(),
+            points: ctx.series.since(raw === null ? undefined : Number(raw)),
+          }),
+        );
+      },
+    },
+  ];
+}
