@@ -1,8 +1,10 @@
 // The admin API's JSON as its clients read it (the dashboard in the browser, the operator CLI) and as the
-// server's series sampler builds it. Types only, with no imports, so the browser bundle can use them too.
+// server's series sampler builds it. Types only, importing nothing but the import-free src/rollout.ts, so the
+// browser bundle can use them too.
 
-export type RolloutState = 'progressing' | 'holding' | 'promoted' | 'rolled_back' | 'killed' | 'latched';
-export type RuleStatus = 'pass' | 'breach' | 'inconclusive';
+export type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
+
+import type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
 
 export interface Rollout {
   id: string;
@@ -15,18 +17,6 @@ export interface Rollout {
   gate: { next_percent: number; waiting_for_approval: boolean; eligible_at: string | null } | null;
   last_change: { time: string; actor: string; action: string; reason: string } | null;
   version: number;
-}
-
-export interface RuleJson {
-  name: string;
-  text: string;
-  status: RuleStatus;
-  value: number | null;
-  threshold: number | null;
-  legacy: number | null;
-  unit: 'ms' | 'ratio';
-  samples: number;
-  min_samples: number;
 }
 
 /** One upstream in GET /api/status: its SLO window and its streams. */

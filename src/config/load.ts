@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import schema from '../../config/veer.schema.json' with { type: 'json' };
-import { parseRule } from '../guard/policy.js';
+import { parseRule } from './rule.js';
 import type { Config, KeySource, SloRule, TokenConfig, UpstreamConfig } from './types.js';
 import { parseDuration, parseRatio } from './units.js';
 

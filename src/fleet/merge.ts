@@ -5,7 +5,8 @@ import type { UpstreamName } from '../config/types.js';
 import type { WindowView } from '../guard/evaluate.js';
 import { OUTCOMES } from '../measure/outcome.js';
 import { mergeSorted, quantileOf, totalCount } from '../measure/quantile.js';
-import type { Centroid, WindowSnapshot } from '../measure/window.js';
+import type { Centroid } from '../measure/quantile.js';
+import type { WindowSnapshot } from '../measure/window.js';
 
 /** One upstream's window: outcome counts (in OUTCOMES order) and [mean, n] centroids. */
 export interface SideWire {

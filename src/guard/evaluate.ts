@@ -1,7 +1,7 @@
 // Pure SLO evaluation: (windows, policy, guard memory, now) → per-rule results and the action they call for.
 
 import type { SloConfig, SloMetric, SloRule, UpstreamName } from '../config/types.js';
-import type { RolloutState } from '../routing/table.js';
+import type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
 
 /** What evaluation reads from a measurement window (a WindowSnapshot satisfies it). */
 export interface WindowView {
@@ -12,8 +12,6 @@ export interface WindowView {
   ttfbQuantile(q: number): number | undefined;
   durationQuantile(q: number): number | undefined;
 }
-
-export type RuleStatus = 'pass' | 'breach' | 'inconclusive';
 
 export interface RuleResult {
   name: string;
@@ -187,7 +185,7 @@ export function evaluate(
 }
 
 /** A rule result as the admin API and the audit log show it (snake_case). */
-export function ruleJson(r: RuleResult) {
+export function ruleJson(r: RuleResult): RuleJson {
   return {
     name: r.name,
     text: r.text,

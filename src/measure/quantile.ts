@@ -1,6 +1,10 @@
 // Quantiles over sorted centroid lists: how closed windows, open slices and fleet members are read together.
 
-import type { Centroid } from './window.js';
+/** Centroids of a digest, as published and merged (e.g. across a fleet). */
+export interface Centroid {
+  mean: number;
+  n: number;
+}
 
 /** Merges two centroid lists sorted by mean into one sorted list, in linear time. */
 export function mergeSorted(a: readonly Centroid[], b: readonly Centroid[]): Centroid[] {

@@ -2,15 +2,9 @@
 
 import { TDigest } from 'tdigest';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
-import { mergeSorted, quantileOf, totalCount } from './quantile.js';
+import { type Centroid, mergeSorted, quantileOf, totalCount } from './quantile.js';
 
 export type Clock = () => number;
-
-/** Centroids of a digest, as published and merged (e.g. across a fleet). */
-export interface Centroid {
-  mean: number;
-  n: number;
-}
 
 // K=10 recompresses a digest past 1,000 centroids (npm's default, 25, lets it grow to 2,500), which keeps
 // reads cheap at little cost to inserts.

@@ -6,8 +6,6 @@ import { Counter, collectDefaultMetrics, Gauge, type GaugeConfiguration, Histogr
 export const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30];
 export const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
 
-export const ROLLOUT_STATES = ['progressing', 'holding', 'promoted', 'rolled_back', 'killed', 'latched'] as const;
-
 export type Metrics = ReturnType<typeof createMetrics>;
 
 type PerUpstream = { legacy: number; new: number };

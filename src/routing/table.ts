@@ -1,11 +1,10 @@
 // The immutable RoutingTable snapshot and decide(): which upstream serves a request, and why.
 
 import type { UpstreamName } from '../config/types.js';
+import type { RolloutState } from '../rollout.js';
 import { murmur3, murmur3Prefixed, type PrefixState, prefixState } from './murmur3.js';
 
 export const BUCKETS = 10_000;
-
-export type RolloutState = 'progressing' | 'holding' | 'promoted' | 'rolled_back' | 'killed' | 'latched';
 
 export type DecisionReason = 'killed' | 'override' | 'forced' | 'bucket' | 'random';
 

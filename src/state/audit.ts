@@ -1,7 +1,7 @@
 // The append-only audit log: one JSON line per change or refused attempt, newest read first.
 
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import type { ruleJson } from '../guard/evaluate.js';
+import type { RuleJson } from '../rollout.js';
 
 /** The part of the rollout an audit entry shows before and after a change. */
 export interface RolloutSummary {
@@ -22,7 +22,7 @@ export interface AuditEntry {
   before: RolloutSummary | null;
   after: RolloutSummary | null;
   /** Rule results that caused an automatic change. */
-  rules?: ReturnType<typeof ruleJson>[];
+  rules?: RuleJson[];
   /** Extra facts: refused route, changed fields, persistence failures. */
   detail?: Record<string, unknown>;
 }

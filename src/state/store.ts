@@ -12,7 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { RolloutState } from '../routing/table.js';
+import { ROLLOUT_STATES, type RolloutState } from '../rollout.js';
 
 export const STATE_FORMAT = 1;
 
@@ -62,8 +62,6 @@ export class StateFileError extends Error {
   }
 }
 
-const STATES: readonly RolloutState[] = ['progressing', 'holding', 'promoted', 'rolled_back', 'killed', 'latched'];
-
 function isStringList(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string');
 }
@@ -72,7 +70,7 @@ function isStringList(v: unknown): v is string[] {
 function problemOf(s: Record<string, unknown>): string | undefined {
   if (s.format !== STATE_FORMAT) return `format: expected ${STATE_FORMAT}, got ${JSON.stringify(s.format)}`;
   if (typeof s.rollout_id !== 'string' || s.rollout_id === '') return 'rollout_id: must be a non-empty string';
-  if (!STATES.includes(s.state as RolloutState)) return `state: must be one of ${STATES.join(', ')}`;
+  if (!ROLLOUT_STATES.includes(s.state as RolloutState)) return `state: must be one of ${ROLLOUT_STATES.join(', ')}`;
   if (!Number.isInteger(s.weight_bp) || (s.weight_bp as number) < 0 || (s.weight_bp as number) > 10_000)
     return 'weight_bp: must be an integer 0..10000';
   if (typeof s.latched !== 'boolean') return 'latched: must be a boolean';

@@ -11,7 +11,7 @@ import {
   type RolloutView,
   type WindowView,
 } from '../../src/guard/evaluate.js';
-import { parseRule } from '../../src/guard/policy.js';
+import { parseRule } from '../../src/config/rule.js';
 import type { Outcome } from '../../src/measure/outcome.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 

@@ -1,7 +1,7 @@
-// The SLO rule language: parses `ttfb_p95 <= 550ms`, `error_rate <= 1%`, `ttfb_p95 <= 1.2 x legacy`, `error_rate <= legacy + 0.5%`.
+// The SLO rule language (config parses it): `ttfb_p95 <= 550ms`, `error_rate <= 1%`, `ttfb_p95 <= 1.2 x legacy`, `error_rate <= legacy + 0.5%`.
 
-import type { SloMetric, SloRule } from '../config/types.js';
-import { parseDuration, parseRatio } from '../config/units.js';
+import type { SloMetric, SloRule } from './types.js';
+import { parseDuration, parseRatio } from './units.js';
 
 const METRICS: readonly SloMetric[] = ['ttfb_p50', 'ttfb_p90', 'ttfb_p95', 'ttfb_p99', 'duration_p95', 'error_rate'];
 const RULE = /^\s*(?:new\.)?([a-z0-9_]+)\s*<=\s*(.+?)\s*$/;
