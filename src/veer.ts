@@ -264,7 +264,9 @@ export class Veer {
     this.logger.level = next.log.level;
     this.auth = new TokenAuth(next.admin.tokens);
     this.config = next;
-    this.controller.reconfigure(next, changed, actor, reason);
+    // A change the state file cannot take is in effect all the same (the controller logs it, /readyz reports
+    // it): the reload goes on, and its outcome tells the admin API to say so.
+    const state = this.controller.reconfigure(next, changed, actor, reason);
     if (next.reload.watch && !this.watcher) this.watchConfig();
     else if (!next.reload.watch && this.watcher) {
       this.watcher.close();
@@ -273,7 +275,7 @@ export class Veer {
     this.fleet?.reconfigure(next);
     this.metrics.configReloads.inc({ result: 'ok' });
     this.logger.info({ actor, path, changed, restart_required: restartRequired }, 'config reloaded');
-    return { rolloutId: next.rollout.id, changed, restartRequired };
+    return { rolloutId: next.rollout.id, changed, restartRequired, state };
   }
 
   /** reload.watch: re-read the file when it changes (editors replace files, so watch the directory). */

@@ -2,7 +2,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
-import type { Controller } from '../guard/controller.js';
+import { type ChangeOutcome, type Controller, notPersistedError } from '../guard/controller.js';
 import type { Recorder } from '../measure/recorder.js';
 import type { AuditLog } from '../state/audit.js';
 import type { Principal, TokenAuth } from './auth.js';
@@ -12,6 +12,8 @@ export interface ReloadOutcome {
   rolloutId: string;
   changed: string[];
   restartRequired: string[];
+  /** The reload's change of routing state (in effect; maybe not written to the state file). */
+  state: ChangeOutcome;
 }
 
 /** What the routes read and drive; getters, because a reload replaces config and tokens. */
@@ -48,3 +50,9 @@ export interface ApiRoute {
 }
 
 export const actorOf = (who: Principal | undefined) => (who ? `admin:${who.name}` : 'admin:anonymous');
+
+/** A change in effect but not on disk is answered 503 state_not_persisted: it will not survive a restart. */
+export function throwIfNotPersisted(outcome: ChangeOutcome): void {
+  const err = notPersistedError(outcome);
+  if (err) throw err;
+}

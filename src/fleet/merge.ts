@@ -4,8 +4,8 @@ import { TDigest } from 'tdigest';
 import type { UpstreamName } from '../config/types.js';
 import type { WindowView } from '../guard/evaluate.js';
 import { OUTCOMES } from '../measure/outcome.js';
-import { mergeSorted, quantileOf, totalCount } from '../measure/quantile.js';
 import type { Centroid } from '../measure/quantile.js';
+import { mergeSorted, quantileOf, totalCount } from '../measure/quantile.js';
 import type { WindowSnapshot } from '../measure/window.js';
 
 /** One upstream's window: outcome counts (in OUTCOMES order) and [mean, n] centroids. */

@@ -1,6 +1,7 @@
 // Specification of the pure SLO evaluation, on real sliding windows fed through an injected clock.
 
 import { describe, expect, it } from 'vitest';
+import { parseRule } from '../../src/config/rule.js';
 import type { SloConfig, UpstreamName } from '../../src/config/types.js';
 import {
   evaluate,
@@ -11,7 +12,6 @@ import {
   type RolloutView,
   type WindowView,
 } from '../../src/guard/evaluate.js';
-import { parseRule } from '../../src/config/rule.js';
 import type { Outcome } from '../../src/measure/outcome.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 

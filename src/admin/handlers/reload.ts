@@ -3,7 +3,7 @@
 import { ConfigError } from '../../config/load.js';
 import { VeerError } from '../../errors.js';
 import { objectBody, reasonOf } from '../body.js';
-import { type AdminContext, type ApiRoute, actorOf } from '../context.js';
+import { type AdminContext, type ApiRoute, actorOf, throwIfNotPersisted } from '../context.js';
 import { serializeReload } from '../schemas.js';
 import { sendJson } from '../server.js';
 
@@ -30,6 +30,7 @@ export function reloadRoutes(ctx: AdminContext): ApiRoute[] {
             err.problems,
           );
         }
+        throwIfNotPersisted(outcome.state);
         sendJson(
           res,
           200,

@@ -1,8 +1,9 @@
 // The rollout commands: kill, resume, weight, promote, rollback; each applied (and persisted) before its answer.
 
 import type { IncomingMessage } from 'node:http';
+import type { ChangeOutcome } from '../../guard/controller.js';
 import { type Body, objectBody, percentOf, reasonOf } from '../body.js';
-import { type AdminContext, type ApiRoute, actorOf } from '../context.js';
+import { type AdminContext, type ApiRoute, actorOf, throwIfNotPersisted } from '../context.js';
 import { sendJson } from '../server.js';
 import { rolloutReply } from './status.js';
 
@@ -12,7 +13,7 @@ export function rolloutRoutes(ctx: AdminContext): ApiRoute[] {
     method: string,
     path: string,
     allowed: string[],
-    apply: (body: Body, actor: string) => void,
+    apply: (body: Body, actor: string) => ChangeOutcome,
   ): ApiRoute => ({
     method,
     path,
@@ -20,7 +21,7 @@ export function rolloutRoutes(ctx: AdminContext): ApiRoute[] {
     action: path.slice('/api/'.length),
     handler: async (req: IncomingMessage, res, _url, who) => {
       const body = await objectBody(req, ctx.config().admin.maxBodyBytes, allowed);
-      apply(body, actorOf(who));
+      throwIfNotPersisted(apply(body, actorOf(who)));
       await ctx.settle?.();
       sendJson(res, 200, rolloutReply(ctx));
     },
