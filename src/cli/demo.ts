@@ -3,46 +3,31 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { startMockUpstream } from '../../bench/mock-upstream.js';
-import { ConfigError, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { createLogger } from '../log.js';
-import { Veer } from '../veer.js';
-import { printConfigError } from './output.js';
+import { startFromConfigFile } from './start.js';
+
+type MockUpstream = Awaited<ReturnType<typeof startMockUpstream>>;
 
 export async function runDemo(configPath: string): Promise<number> {
-  let config: Config;
-  try {
-    config = await loadConfigFile(configPath);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      printConfigError(err);
-      return 2;
-    }
-    throw err;
-  }
-  const port = (url: string) => Number(new URL(url).port);
-  const legacy = await startMockUpstream({
-    name: 'legacy',
-    port: port(config.upstreams.legacy.url),
-    ttfb: { dist: 'lognormal', median: 120, sigma: 0.3 },
-    tokens: 20,
-    tokenIntervalMs: 25,
-  });
-  const next = await startMockUpstream({
-    name: 'new',
-    port: port(config.upstreams.new.url),
-    ttfb: { dist: 'lognormal', median: 80, sigma: 0.3 },
-    tokens: 20,
-    tokenIntervalMs: 15,
-  });
-  // The demo needs an operator token so a newcomer can try `veer kill`; a real config names its own.
+  const mocks: MockUpstream[] = [];
   let demoToken: string | undefined;
-  if (config.admin.tokens.length === 0) {
-    demoToken = process.env.VEER_ADMIN_TOKEN || `demo-${randomBytes(12).toString('hex')}`;
-    config.admin.tokens = [{ name: 'demo', role: 'operator', secret: demoToken }];
+  const start = await startFromConfigFile(configPath, {
+    logLevel: () => process.env.VEER_LOG_LEVEL ?? 'warn',
+    beforeStart: async (config) => {
+      mocks.push(...(await startMocks(config)));
+      // The demo needs an operator token so a newcomer can try `veer kill`; a real config names its own.
+      if (config.admin.tokens.length === 0) {
+        demoToken = process.env.VEER_ADMIN_TOKEN || `demo-${randomBytes(12).toString('hex')}`;
+        config.admin.tokens = [{ name: 'demo', role: 'operator', secret: demoToken }];
+      }
+    },
+  });
+  if (!start.started) {
+    await Promise.all(mocks.map((mock) => mock.close()));
+    return start.exitCode;
   }
-  const logger = createLogger({ level: process.env.VEER_LOG_LEVEL ?? 'warn' });
-  const veer = await Veer.start({ config, logger });
+  const { veer, config } = start;
+  const [legacy, next] = mocks as [MockUpstream, MockUpstream];
   const proxy = `http://127.0.0.1:${veer.proxyAddress.port}`;
   const admin = veer.adminAddress ? `http://127.0.0.1:${veer.adminAddress.port}` : undefined;
   process.stdout.write(
@@ -102,4 +87,24 @@ export async function runDemo(configPath: string): Promise<number> {
   await veer.shutdown(2000);
   await Promise.all([legacy.close(), next.close()]);
   return 0;
+}
+
+/** The two bundled mock upstreams, on the ports the config's upstream URLs name; new answers sooner. */
+async function startMocks(config: Config): Promise<[MockUpstream, MockUpstream]> {
+  const port = (url: string) => Number(new URL(url).port);
+  const legacy = await startMockUpstream({
+    name: 'legacy',
+    port: port(config.upstreams.legacy.url),
+    ttfb: { dist: 'lognormal', median: 120, sigma: 0.3 },
+    tokens: 20,
+    tokenIntervalMs: 25,
+  });
+  const next = await startMockUpstream({
+    name: 'new',
+    port: port(config.upstreams.new.url),
+    ttfb: { dist: 'lognormal', median: 80, sigma: 0.3 },
+    tokens: 20,
+    tokenIntervalMs: 15,
+  });
+  return [legacy, next];
 }

@@ -1,33 +1,14 @@
 // `veer run`: loads the config, starts veer, and turns signals into drain (TERM/INT) and reload (HUP).
 
-import { ConfigError, loadConfigFile } from '../config/load.js';
-import type { Config } from '../config/types.js';
-import { createLogger, flushLogger } from '../log.js';
-import { Veer } from '../veer.js';
-import { printConfigError } from './output.js';
+import { ConfigError } from '../config/load.js';
+import { flushLogger } from '../log.js';
+import { startFromConfigFile } from './start.js';
 
 /** Resolves with the exit code; -1 means "still running", the signal handlers exit later. */
 export async function runProxy(configPath: string): Promise<number> {
-  let config: Config;
-  try {
-    config = await loadConfigFile(configPath);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      printConfigError(err);
-      return 2;
-    }
-    throw err;
-  }
-  const logger = createLogger({ level: config.log.level });
-  let veer: Veer;
-  try {
-    veer = await Veer.start({ config, logger });
-  } catch (err) {
-    logger.fatal({ err: (err as Error).message }, 'veer could not start');
-    flushLogger(logger);
-    process.stderr.write(`veer: cannot start: ${(err as Error).message}\n`);
-    return 1;
-  }
+  const start = await startFromConfigFile(configPath);
+  if (!start.started) return start.exitCode;
+  const { veer, logger } = start;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
