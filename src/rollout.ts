@@ -14,7 +14,10 @@ export interface RuleJson {
   value: number | null;
   threshold: number | null;
   legacy: number | null;
-  unit: 'ms' | 'ratio';
+  /** ms for latency, a ratio for rates, the query's own value for a query rule. */
+  unit: 'ms' | 'ratio' | 'value';
   samples: number;
   min_samples: number;
+  /** Why a query rule is inconclusive (no_data, timeout, stale...). */
+  detail?: string;
 }

@@ -82,6 +82,7 @@ const rule: Schema = {
     unit: { type: 'string' },
     samples: { type: 'integer' },
     min_samples: { type: 'integer' },
+    detail: { type: 'string' },
   },
 };
 

@@ -6,8 +6,17 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import schema from '../../config/veer.schema.json' with { type: 'json' };
+import { parseQueryRule } from './query-rule.js';
 import { parseRule } from './rule.js';
-import type { Config, KeySource, SloRule, TokenConfig, UpstreamConfig } from './types.js';
+import type {
+  Config,
+  KeySource,
+  NotifyConfig,
+  PrometheusSourceConfig,
+  SloRule,
+  TokenConfig,
+  UpstreamConfig,
+} from './types.js';
 import { parseDuration, parseRatio } from './units.js';
 
 export { DEFAULT_CONFIG_PATH, resolveConfigPath } from './path.js';
@@ -97,7 +106,8 @@ function reasonOf(errors: ErrorObject[]): string {
   }
   if (refs.includes('definitions/duration')) return FORMAT_HINT.duration!;
   if (refs.includes('definitions/ratio')) return FORMAT_HINT.percent!;
-  if (refs.includes('definitions/rule')) return 'must be a rule string or an object with a rule string';
+  if (refs.includes('definitions/rule'))
+    return 'must be a rule string, an object with a rule string, or a query rule {name, query, max}';
   if (refs.includes('definitions/tokenSource') && first('oneOf')) return 'must name exactly one of env or file';
   const types = [...new Set(errors.filter((e) => e.keyword === 'type').map((e) => String(e.params.type)))];
   if (types.length > 0) return `must be ${types.join(' or ')}`;
@@ -192,6 +202,14 @@ export function buildConfig(
   const minSamples: number = slo.min_samples ?? 100;
   const rules: SloRule[] = [];
   (slo.rules ?? []).forEach((r: Raw, i: number) => {
+    if (typeof r === 'object' && typeof r.query === 'string') {
+      const parsed = parseQueryRule(r, `slo.rules[${i}]`);
+      if (!parsed.ok) problems.push(...parsed.problems);
+      else if (rules.some((x) => x.name === parsed.rule.name))
+        problems.push(`slo.rules[${i}]: duplicate rule name "${parsed.rule.name}"`);
+      else rules.push(parsed.rule);
+      return;
+    }
     const text = typeof r === 'string' ? r : r.rule;
     const parsed = parseRule(
       text,
@@ -202,6 +220,54 @@ export function buildConfig(
     else if (rules.some((x) => x.name === parsed.rule.name))
       problems.push(`slo.rules[${i}]: duplicate rule name "${parsed.rule.name}"`);
     else rules.push(parsed.rule);
+  });
+  let prometheus: PrometheusSourceConfig | undefined;
+  if (slo.prometheus) {
+    let bearerToken: string | undefined;
+    if (slo.prometheus.token_env !== undefined) {
+      bearerToken = io.env[slo.prometheus.token_env];
+      if (!bearerToken)
+        problems.push(`slo.prometheus.token_env: environment variable ${slo.prometheus.token_env} is not set or empty`);
+    }
+    prometheus = {
+      url: slo.prometheus.url.replace(/\/+$/, ''),
+      timeoutMs: dur(slo.prometheus.timeout, 2000),
+      bearerToken,
+    };
+  } else if (rules.some((rule) => rule.metric === 'query')) {
+    problems.push('slo.prometheus: required when a rule has a query (e.g. { url: http://prometheus:9090 })');
+  }
+  const notify: NotifyConfig[] = [];
+  (raw.notify ?? []).forEach((hook: Raw, i: number) => {
+    if (notify.some((x) => x.name === hook.name))
+      problems.push(`notify[${i}].name: duplicate webhook name "${hook.name}"`);
+    let secret: string | undefined;
+    if (hook.secret_env !== undefined) {
+      secret = io.env[hook.secret_env];
+      if (!secret)
+        problems.push(`notify[${i}].secret_env: environment variable ${hook.secret_env} is not set or empty`);
+    }
+    const events: NotifyConfig['events'] = [];
+    let inconclusiveForMs: number | undefined;
+    for (const event of hook.events as (string | Raw)[]) {
+      if (typeof event === 'string') events.push(event as NotifyConfig['events'][number]);
+      else {
+        events.push('inconclusive');
+        inconclusiveForMs = dur(event.inconclusive_for, 0);
+      }
+    }
+    notify.push({
+      name: hook.name,
+      url: hook.url,
+      events,
+      inconclusiveForMs,
+      format: hook.format ?? 'json',
+      secret,
+      timeoutMs: dur(hook.timeout, 5000),
+      retryForMs: dur(hook.retry_for, 300_000),
+      backoffMs: dur(hook.backoff, 1000),
+      maxQueue: hook.max_queue ?? 100,
+    });
   });
   const windowMs = dur(slo.window, 60_000);
   const slices: number = slo.slices ?? 6;
@@ -304,6 +370,7 @@ export function buildConfig(
       flapMaxFlips: slo.flap?.max_flips ?? 3,
       flapPeriodMs: dur(slo.flap?.period, 600_000),
       rules,
+      prometheus,
     },
     admin: {
       enabled: adminEnabled,
@@ -320,6 +387,7 @@ export function buildConfig(
     log: { level: raw.log?.level ?? io.env.VEER_LOG_LEVEL ?? 'info', access: raw.log?.access ?? true },
     drain: { gracePeriodMs: dur(raw.drain?.grace_period, 20_000) },
     reload: { watch: raw.reload?.watch ?? false },
+    notify,
     fleet: {
       enabled: fleet.enabled ?? false,
       redisUrl: fleet.redis_url ?? 'redis://127.0.0.1:6379',

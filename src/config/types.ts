@@ -21,11 +21,31 @@ export type KeySource =
 
 export type SloMetric = 'ttfb_p50' | 'ttfb_p90' | 'ttfb_p95' | 'ttfb_p99' | 'duration_p95' | 'error_rate';
 
-/** One SLO rule on the new upstream: absolute, or relative to legacy in the same window. */
-export type SloRule =
+/** One SLO rule on the new upstream's window: absolute, or relative to legacy in the same window. */
+export type WindowRule =
   | { name: string; text: string; metric: SloMetric; kind: 'absolute'; threshold: number; minSamples: number }
   | { name: string; text: string; metric: SloMetric; kind: 'ratio_to_legacy'; factor: number; minSamples: number }
   | { name: string; text: string; metric: SloMetric; kind: 'delta_over_legacy'; delta: number; minSamples: number };
+
+/**
+ * A rule on a Prometheus query (what the backend itself exports: KV cache use, queue length): the query's
+ * one value must stay at or below `max`, absolute or relative to `legacyQuery`'s value at the same time.
+ */
+export type QueryRule = { name: string; text: string; metric: 'query'; query: string; minSamples: 0 } & (
+  | { kind: 'absolute'; threshold: number; legacyQuery?: undefined }
+  | { kind: 'ratio_to_legacy'; factor: number; legacyQuery: string }
+  | { kind: 'delta_over_legacy'; delta: number; legacyQuery: string }
+);
+
+export type SloRule = WindowRule | QueryRule;
+
+/** Where query rules read from: a Prometheus HTTP API, each query bounded by `timeoutMs`. */
+export interface PrometheusSourceConfig {
+  url: string;
+  timeoutMs: number;
+  /** Sent as `Authorization: Bearer`, read at load time from the variable `token_env` names. */
+  bearerToken?: string;
+}
 
 export interface SloConfig {
   windowMs: number;
@@ -38,6 +58,23 @@ export interface SloConfig {
   flapMaxFlips: number;
   flapPeriodMs: number;
   rules: SloRule[];
+  prometheus?: PrometheusSourceConfig;
+}
+
+/** One webhook told of decisions (src/notify). */
+export interface NotifyConfig {
+  name: string;
+  url: string;
+  events: ('rollback' | 'step' | 'promote' | 'kill' | 'resume' | 'latch' | 'gate' | 'breach' | 'inconclusive')[];
+  /** With the `inconclusive` event: how long the rules must stay inconclusive before it is sent. */
+  inconclusiveForMs?: number;
+  format: 'json' | 'slack';
+  /** Resolved at load time from `secret_env`; never logged. */
+  secret?: string;
+  timeoutMs: number;
+  retryForMs: number;
+  backoffMs: number;
+  maxQueue: number;
 }
 
 export interface TokenConfig {
@@ -96,6 +133,7 @@ export interface Config {
   log: { level: string; access: boolean };
   drain: { gracePeriodMs: number };
   reload: { watch: boolean };
+  notify: NotifyConfig[];
   fleet: {
     enabled: boolean;
     redisUrl: string;

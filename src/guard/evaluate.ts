@@ -1,7 +1,8 @@
 // Pure SLO evaluation: (windows, policy, guard memory, now) → per-rule results and the action they call for.
 
-import type { SloConfig, SloMetric, SloRule, UpstreamName } from '../config/types.js';
+import type { QueryRule, SloConfig, SloMetric, SloRule, UpstreamName } from '../config/types.js';
 import type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
+import type { QueryReading, QueryReadings } from './prometheus.js';
 
 /** What evaluation reads from a measurement window (a WindowSnapshot satisfies it). */
 export interface WindowView {
@@ -16,18 +17,29 @@ export interface WindowView {
 export interface RuleResult {
   name: string;
   text: string;
-  metric: SloMetric;
+  metric: SloMetric | 'query';
   status: RuleStatus;
-  /** The new upstream's value: milliseconds for latency metrics, a ratio for error_rate; null without data. */
+  /**
+   * The new upstream's value: milliseconds for latency metrics, a ratio for error_rate, the query's own
+   * value for a query rule; null without data.
+   */
   value: number | null;
   /** What the value is judged against (absolute, or derived from legacy in the same window). */
   threshold: number | null;
   /** For relative rules, legacy's value in the same window. */
   legacy: number | null;
-  unit: 'ms' | 'ratio';
-  /** Samples behind the value; for relative rules the smaller of the two sides. */
+  unit: 'ms' | 'ratio' | 'value';
+  /** Samples behind the value; for relative rules the smaller of the two sides (a query counts 1). */
   samples: number;
   minSamples: number;
+  /** Why a query rule is inconclusive (no_data, multiple_series, not_a_number, error, timeout, stale). */
+  detail?: string;
+}
+
+/** Query rules' latest readings, and how old a reading may be before it no longer counts. */
+export interface QueryInput {
+  readings: QueryReadings;
+  staleAfterMs: number;
 }
 
 /** What the guard carries from one evaluation to the next (the controller stores it). */
@@ -90,8 +102,46 @@ export function measure(metric: SloMetric, w: WindowView): { value: number | nul
   return { value: w.ttfbQuantile(QUANTILE[metric]) ?? null, samples: w.ttfbSamples };
 }
 
-/** Judges one rule; relative rules read legacy from the same window, at the same moment. */
-export function judgeRule(rule: SloRule, windows: Record<UpstreamName, WindowView>): RuleResult {
+/** A query reading's value, or why it does not count (a failure, or older than the input allows). */
+function usable(reading: QueryReading | undefined, input: QueryInput, now: number): number | string {
+  if (reading === undefined) return 'no reading yet';
+  if (reading.status !== 'ok') return `${reading.status}: ${reading.detail}`;
+  if (now - reading.at > input.staleAfterMs) return `stale: last answer ${now - reading.at} ms ago`;
+  return reading.value;
+}
+
+/** Judges a query rule on its latest readings: any missing, failed or stale one is inconclusive. */
+export function judgeQueryRule(rule: QueryRule, input: QueryInput | undefined, now: number): RuleResult {
+  const readings = input?.readings.get(rule.name);
+  const mine = input ? usable(readings?.new, input, now) : 'no query source';
+  const theirs = rule.kind === 'absolute' ? null : input ? usable(readings?.legacy, input, now) : 'no query source';
+  const value = typeof mine === 'number' ? mine : null;
+  const legacy = typeof theirs === 'number' ? theirs : null;
+  const threshold =
+    rule.kind === 'absolute'
+      ? rule.threshold
+      : legacy === null
+        ? null
+        : rule.kind === 'ratio_to_legacy'
+          ? rule.factor * legacy
+          : legacy + rule.delta;
+  const base = { name: rule.name, text: rule.text, metric: 'query' as const, unit: 'value' as const, minSamples: 0 };
+  if (value === null || threshold === null) {
+    const detail = typeof mine === 'string' ? mine : typeof theirs === 'string' ? `legacy_query ${theirs}` : undefined;
+    return { ...base, value, threshold, legacy, samples: 0, status: 'inconclusive', detail };
+  }
+  const status = value <= threshold * (1 + 1e-12) + 1e-12 ? 'pass' : 'breach';
+  return { ...base, value, threshold, legacy, samples: 1, status };
+}
+
+/** Judges one rule; relative rules read legacy from the same window (or query round), at the same moment. */
+export function judgeRule(
+  rule: SloRule,
+  windows: Record<UpstreamName, WindowView>,
+  queries?: QueryInput,
+  now = 0,
+): RuleResult {
+  if (rule.metric === 'query') return judgeQueryRule(rule, queries, now);
   const mine = measure(rule.metric, windows.new);
   const base = {
     name: rule.name,
@@ -151,8 +201,9 @@ export function evaluate(
   rollout: RolloutView,
   memory: GuardMemory,
   now: number,
+  queries?: QueryInput,
 ): Verdict {
-  const rules = policy.rules.map((r) => judgeRule(r, windows));
+  const rules = policy.rules.map((r) => judgeRule(r, windows, queries, now));
   const breached = rules.filter((r) => r.status === 'breach');
   const allPassed = rules.length > 0 && rules.every((r) => r.status === 'pass');
   const active = guardActive(rollout.state, rollout.weightBp);
@@ -196,5 +247,6 @@ export function ruleJson(r: RuleResult): RuleJson {
     unit: r.unit,
     samples: r.samples,
     min_samples: r.minSamples,
+    ...(r.detail === undefined ? {} : { detail: r.detail }),
   };
 }

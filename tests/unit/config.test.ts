@@ -111,6 +111,30 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['log.access', false, 'no', 'must be boolean'],
   ['drain.grace_period', '25s', 'later', 'must be a duration'],
   ['reload.watch', true, 'yes', 'must be boolean'],
+  [
+    'slo.prometheus',
+    { url: 'http://prometheus:9090', timeout: '2s', token_env: 'VEER_TOKEN' },
+    { url: 'http://prometheus:9090', token_env: 'MISSING_PROM_TOKEN' },
+    'slo.prometheus.token_env: environment variable MISSING_PROM_TOKEN is not set',
+  ],
+  [
+    'notify',
+    [
+      {
+        name: 'oncall',
+        url: 'https://hooks.example/veer',
+        events: ['rollback', 'kill', { inconclusive_for: '10m' }],
+        format: 'slack',
+        secret_env: 'VEER_TOKEN',
+        timeout: '2s',
+        retry_for: '1m',
+        backoff: '500ms',
+        max_queue: 10,
+      },
+    ],
+    [{ name: 'oncall', url: 'https://hooks.example/veer', events: ['rollback'], secret_env: 'MISSING_SECRET' }],
+    'notify[0].secret_env: environment variable MISSING_SECRET is not set',
+  ],
   ['fleet.enabled', true, 'yes', 'must be boolean'],
   ['fleet.redis_url', 'rediss://redis:6380', 'http://redis', 'must match'],
   ['fleet.username_env', 'REDIS_USER', '1BAD', 'must match'],
@@ -128,7 +152,7 @@ function leafPaths(s: S, prefix: string): string[] {
   for (const [name, raw] of Object.entries(s.properties ?? {})) {
     const path = prefix ? `${prefix}.${name}` : name;
     const resolved = raw.$ref === '#/definitions/upstream' ? (schema.definitions.upstream as S) : raw;
-    if (resolved.properties && !['listen.tls', 'slo.flap', 'routing.force_header'].includes(path)) {
+    if (resolved.properties && !['listen.tls', 'slo.flap', 'slo.prometheus', 'routing.force_header'].includes(path)) {
       out.push(...leafPaths(resolved, path));
     } else out.push(path);
   }

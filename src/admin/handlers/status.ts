@@ -79,7 +79,7 @@ export function statusJson(ctx: AdminContext) {
         value: null,
         threshold: rule.kind === 'absolute' ? rule.threshold : null,
         legacy: null,
-        unit: rule.metric === 'error_rate' ? 'ratio' : 'ms',
+        unit: rule.metric === 'error_rate' ? 'ratio' : rule.metric === 'query' ? 'value' : 'ms',
         samples: 0,
         min_samples: rule.minSamples,
       }));
