@@ -9,7 +9,7 @@ const USAGE = `usage: veer <command> [options]
 
 commands:
   run [--config PATH]        run the proxy (config: --config, VEER_CONFIG, or config/veer.yaml)
-  check-config [PATH]        validate a config file and exit (0 valid, 2 invalid)
+  check-config [PATH] [--probe]  validate a config file (0 valid, 2 invalid); --probe runs each query rule once
   demo [--config PATH]       run veer with two bundled mock upstreams and show the split
 ${OPERATOR_USAGE}`;
 
@@ -25,25 +25,8 @@ async function main(argv: string[]): Promise<number> {
       return runProxy(resolveConfigPath(values.config));
     }
     case 'check-config': {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        allowPositionals: true,
-        options: { config: { type: 'string', short: 'c' } },
-      });
-      const path = resolveConfigPath(positionals[0] ?? values.config);
-      try {
-        const config = await loadConfigFile(path);
-        process.stdout.write(
-          `${path}: ok (rollout ${config.rollout.id}, initial weight ${config.rollout.weightBp / 100}%, ${config.slo.rules.length} SLO rules)\n`,
-        );
-        return 0;
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          printConfigError(err);
-          return 2;
-        }
-        throw err;
-      }
+      const { checkConfig } = await import('./check-config.js');
+      return checkConfig(rest);
     }
     case 'demo': {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
