@@ -185,6 +185,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['rule'] as const,
       registers,
     }),
+    sloQueries: new Counter({
+      name: 'veer_slo_query_total',
+      help: 'Prometheus queries run for query rules, by rule and result (ok, no_data, multiple_series, not_a_number, error, timeout).',
+      labelNames: ['rule', 'result'] as const,
+      registers,
+    }),
+    notifications: new Counter({
+      name: 'veer_notify_total',
+      help: 'Webhook notification attempts by webhook and result (delivered, retried, rejected, expired, queue_full).',
+      labelNames: ['webhook', 'result'] as const,
+      registers,
+    }),
     sloBreaches: new Counter({
       name: 'veer_slo_breaches_total',
       help: 'Evaluations in which a rule breached.',
