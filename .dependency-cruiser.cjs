@@ -1,6 +1,6 @@
 // The layering rules `npm run lint` checks (dependency-cruiser): imports point down the layers only, no cycles.
 //
-//   cli → veer → admin, fleet → guard → proxy, state → measure, routing → config, errors, rollout.ts
+//   cli → veer → admin, fleet, notify → guard → proxy, state → measure, routing → config, errors, rollout.ts
 //
 // A module may import from its own layer or any layer below it. metrics/ and log.ts are leaf utilities:
 // every layer may import them, and they import only the bottom layer. errors/ (the error catalogue) and
@@ -9,8 +9,8 @@
 
 const LAYERS = [
   ['cli', ['^src/cli/']],
-  ['veer', ['^src/veer\\.ts$']],
-  ['admin/fleet', ['^src/admin/', '^src/fleet/']],
+  ['veer', ['^src/veer\\.ts$', '^src/signals\\.ts$']],
+  ['admin/fleet', ['^src/admin/', '^src/fleet/', '^src/notify/']],
   ['guard', ['^src/guard/']],
   ['proxy/state', ['^src/proxy/', '^src/state/']],
   ['measure/routing', ['^src/measure/', '^src/routing/']],

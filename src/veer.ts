@@ -21,6 +21,7 @@ import { ProxyHandler } from './proxy/proxy.js';
 import { FrontListener } from './proxy/server.js';
 import { Upstream } from './proxy/upstream.js';
 import { makeTable, type RoutingTable } from './routing/table.js';
+import { OutsideSignals } from './signals.js';
 import { AuditLog } from './state/audit.js';
 import { StateStore } from './state/store.js';
 
@@ -65,6 +66,8 @@ export class Veer {
   readonly fleet: Fleet | undefined;
   /** One point a second for the dashboard's charts (GET /api/series). */
   readonly series: SeriesSampler;
+  /** Query rules' Prometheus source and the notification webhooks. */
+  readonly signals: OutsideSignals;
   proxyAddress!: AddressInfo;
   adminAddress: AddressInfo | undefined;
   private upstreams: Record<UpstreamName, Upstream>;
@@ -105,6 +108,10 @@ export class Veer {
     this.store = new StateStore(config.state.path);
     this.audit = new AuditLog(config.state.auditPath);
     // Throws StateFileError on an unreadable state file: start-up must stop rather than forget a kill.
+    this.signals = new OutsideSignals(
+      { logger: this.logger, metrics: this.metrics, clock: this.clock, audit: this.audit },
+      config,
+    );
     this.controller = Controller.open({
       config,
       store: this.store,
@@ -116,6 +123,8 @@ export class Veer {
       swap: (table) => {
         this.proxy.table = table;
       },
+      queries: () => this.signals.queries(),
+      observers: [this.signals.observer],
     });
     this.fleet = config.fleet.enabled
       ? new Fleet({
@@ -163,6 +172,7 @@ export class Veer {
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
       veer.controller.start();
+      veer.signals.start(options.config.slo.intervalMs);
       if (veer.admin) veer.series.start();
       if (options.config.reload.watch) veer.watchConfig();
     } catch (err) {
@@ -266,6 +276,7 @@ export class Veer {
     this.config = next;
     // A change the state file cannot take is in effect all the same (the controller logs it, /readyz reports
     // it): the reload goes on, and its outcome tells the admin API to say so.
+    this.signals.configure(next);
     const state = this.controller.reconfigure(next, changed, actor, reason);
     if (next.reload.watch && !this.watcher) this.watchConfig();
     else if (!next.reload.watch && this.watcher) {
@@ -336,6 +347,7 @@ export class Veer {
   async shutdown(graceMs = this.config.drain.gracePeriodMs): Promise<{ forced: number }> {
     this.stopping = true;
     this.controller.stop();
+    this.signals.stop();
     this.series.stop();
     this.watcher?.close();
     this.proxy.ctx.draining = true;
@@ -354,6 +366,7 @@ export class Veer {
   async close(): Promise<void> {
     this.stopping = true;
     this.controller?.stop();
+    this.signals?.stop();
     this.series?.stop();
     this.watcher?.close();
     await this.front.close().catch(() => {});

@@ -17,7 +17,7 @@ import {
   percentOf,
 } from './change.js';
 import { mergedOverrides } from './commands.js';
-import { ruleJson } from './evaluate.js';
+import { ruleJson, type Verdict } from './evaluate.js';
 
 /** What fleet mode plugs into the controller (src/fleet): who may act, and where changes go. */
 export interface FleetHooks {
@@ -47,6 +47,17 @@ export interface WriterOptions {
   swap: (table: RoutingTable) => void;
   /** The weight or the state moved: what the guard remembers of the old one no longer applies. */
   moved: () => void;
+  observers?: readonly ControllerObserver[];
+}
+
+/**
+ * Hears of what the controller did, after it is done (as the audit log does): an applied change as its
+ * audit entry, and each evaluation this sidecar acts on. An observer must return at once; a throw is
+ * logged and never undoes or delays the change.
+ */
+export interface ControllerObserver {
+  applied?(entry: AuditEntry): void;
+  judged?(verdict: Verdict, rollout: Readonly<PersistedState>): void;
 }
 
 export class RoutingStateWriter {
@@ -217,6 +228,13 @@ export class RoutingStateWriter {
       this.deps.audit.append(entry);
     } catch (err) {
       this.deps.logger.error({ err: (err as Error).message, action: entry.action }, 'audit log not writable');
+    }
+    for (const observer of this.deps.observers ?? []) {
+      try {
+        observer.applied?.(entry);
+      } catch (err) {
+        this.deps.logger.error({ err: (err as Error).message }, 'controller observer failed');
+      }
     }
   }
 

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/registry.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState, StateStore } from '../state/store.js';
-import { type FleetHooks, type LocalChange, RoutingStateWriter } from './apply.js';
+import { type ControllerObserver, type FleetHooks, type LocalChange, RoutingStateWriter } from './apply.js';
 import { type ChangeOutcome, freshState, NOTHING_CHANGED, type PlannedChange, percentOf } from './change.js';
 import {
   killChange,
@@ -22,10 +22,18 @@ import {
   weightChange,
 } from './commands.js';
 import { decide } from './decisions.js';
-import { evaluate, FRESH_MEMORY, type GuardMemory, guardActive, type Verdict, type WindowView } from './evaluate.js';
+import {
+  evaluate,
+  FRESH_MEMORY,
+  type GuardMemory,
+  guardActive,
+  type QueryInput,
+  type Verdict,
+  type WindowView,
+} from './evaluate.js';
 import { RefusalAudit } from './refusals.js';
 
-export { type FleetHooks, type LocalChange, summary } from './apply.js';
+export { type ControllerObserver, type FleetHooks, type LocalChange, summary } from './apply.js';
 export { type ChangeOutcome, ControllerError, freshState, notPersistedError } from './change.js';
 export { describeBreach } from './decisions.js';
 export { REFUSED_PER_MINUTE } from './refusals.js';
@@ -41,6 +49,10 @@ export interface ControllerOptions {
   windows: () => Record<UpstreamName, WindowView>;
   /** Publishes a routing snapshot to the request path. */
   swap: (table: RoutingTable) => void;
+  /** Query rules' latest readings (Prometheus), when the policy has query rules. */
+  queries?: () => QueryInput | undefined;
+  /** Told of each applied change and each evaluation this sidecar acts on (notifications). */
+  observers?: readonly ControllerObserver[];
 }
 
 export class Controller {
@@ -186,6 +198,7 @@ export class Controller {
       },
       this.memory,
       now,
+      this.options.queries?.(),
     );
     this.lastVerdict = verdict;
     this.ruleMetrics(verdict);
@@ -199,13 +212,22 @@ export class Controller {
     }
     this.memory = verdict.memory;
     const towardNew = verdict.action.kind === 'promote' || verdict.action.kind === 'hold';
-    if (towardNew && fleet && !fleet.mayMoveTowardNew()) return verdict;
-    // The flap latch counts flips on the controller's clock, as every change is dated.
-    const decision = decide(verdict, rollout, this.config, this.options.clock());
-    if (decision.kind === 'alert') {
-      this.options.logger.warn({ rules: verdict.breached }, `SLO breach (alert only): ${decision.why}`);
-    } else if (decision.kind === 'change') {
-      this.writer.apply(decision.change);
+    if (!(towardNew && fleet && !fleet.mayMoveTowardNew())) {
+      // The flap latch counts flips on the controller's clock, as every change is dated.
+      const decision = decide(verdict, rollout, this.config, this.options.clock());
+      if (decision.kind === 'alert') {
+        this.options.logger.warn({ rules: verdict.breached }, `SLO breach (alert only): ${decision.why}`);
+      } else if (decision.kind === 'change') {
+        this.writer.apply(decision.change);
+      }
+    }
+    // Observers hear of the evaluation after its decision is applied: they never sit in between.
+    for (const observer of this.options.observers ?? []) {
+      try {
+        observer.judged?.(verdict, rollout);
+      } catch (err) {
+        this.options.logger.error({ err: (err as Error).message }, 'controller observer failed');
+      }
     }
     return verdict;
   }

@@ -85,11 +85,25 @@ export class PrometheusSource {
   private readings = new Map<string, RuleReadings>();
   private logged = new Map<string, string>();
   private polling: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: PrometheusSourceOptions) {}
 
   get latest(): QueryReadings {
     return this.readings;
+  }
+
+  /** Polls now and then every `intervalMs` until stopped (the guard's interval: evaluation reads the latest). */
+  start(intervalMs: number): void {
+    this.stop();
+    void this.poll();
+    this.timer = setInterval(() => void this.poll(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** One round of every query; a round still running is joined, not doubled. */

@@ -35,6 +35,10 @@ export class Notifier {
   private breachedBefore = new Set<string>();
   private inconclusiveSince: number | null = null;
   private inconclusiveSent = new Set<string>();
+  /** The rollout the last news was about, for the audit line of a dropped notification. */
+  private rolloutId = '';
+  /** The guard changed the rollout in the evaluation now being judged: its notification names the rules already. */
+  private guardActed = false;
 
   constructor(private readonly options: NotifierOptions) {
     this.sidecar = options.sidecar ?? hostname();
@@ -56,16 +60,21 @@ export class Notifier {
 
   /** An applied change, as the audit log records it. */
   applied(entry: AuditEntry): void {
+    if (entry.rollout_id) this.rolloutId = entry.rollout_id;
+    if (entry.actor === 'slo-guard') this.guardActed = true;
     const event = eventOfChange(entry);
     if (event) this.emit(event, entry);
   }
 
   /** An evaluation: a rule that starts to breach, and a rollout inconclusive for too long, are news too. */
   judged(verdict: Verdict, rolloutId: string, guarding: boolean): void {
+    this.rolloutId = rolloutId;
     const breached = new Set(verdict.breached.map((rule) => rule.name));
     const fresh = verdict.breached.filter((rule) => !this.breachedBefore.has(rule.name));
     this.breachedBefore = breached;
-    if (guarding && fresh.length > 0) {
+    const acted = this.guardActed;
+    this.guardActed = false;
+    if (guarding && !acted && fresh.length > 0) {
       this.emit('breach', this.entry(verdict, rolloutId, `breach: ${fresh.map((r) => r.text).join('; ')}`));
     }
     const inconclusive =
@@ -128,7 +137,7 @@ export class Notifier {
         actor: 'notify',
         action: 'notify_dropped',
         reason: `${event} notification to ${target.name} dropped (${why}): ${detail}`,
-        rollout_id: '',
+        rollout_id: this.rolloutId,
         before: null,
         after: null,
         detail: { webhook: target.name, event, why },

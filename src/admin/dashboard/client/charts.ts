@@ -44,7 +44,8 @@ function specs(latest: SeriesPoint | undefined, texts: ReadonlyMap<string, strin
     { label: `${side} p95`, stroke: color, width: 2.5, get: (p) => p[side].ttfb_p95_ms },
     { label: `${side} p99`, stroke: color, width: 1.5, dash: [2, 3], get: (p) => p[side].ttfb_p99_ms },
   ];
-  const latencyRules = rules.filter((r) => r.metric !== 'error_rate');
+  // Query rules carry their own units (a cache fill, a queue length): the rule table shows them, not these charts.
+  const latencyRules = rules.filter((r) => r.metric !== 'error_rate' && r.metric !== 'query');
   const errorRules = rules.filter((r) => r.metric === 'error_rate');
   const limit = (name: string, text: string, scale: (x: number | null) => number | null): Line => ({
     label: `limit ${text}`,

@@ -78,6 +78,7 @@ export function renderHeader(status: Status, skewMs: number): void {
 
 function value(r: RuleJson, x: number | null): string {
   if (x === null) return '–';
+  if (r.unit === 'value') return String(Number(x.toPrecision(6)));
   return r.unit === 'ratio' ? `${(x * 100).toFixed(2)} %` : `${x.toFixed(1)} ms`;
 }
 
@@ -91,7 +92,8 @@ export function renderRules(status: Status): void {
     const tr = document.createElement('tr');
     tr.dataset.status = r.status;
     cell(tr, r.text);
-    cell(tr, r.status, `status ${r.status}`);
+    // An inconclusive query rule says why (no data, a time-out, a stale answer).
+    cell(tr, r.detail ? `${r.status}: ${r.detail}` : r.status, `status ${r.status}`);
     cell(tr, value(r, r.value), 'num');
     cell(tr, value(r, r.threshold) + (r.legacy !== null ? ` (legacy ${value(r, r.legacy)})` : ''), 'num');
     cell(tr, `${r.samples} / ${r.min_samples}`, 'num');
