@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO } from '../helpers/process.js';
 import { type Family, parseExposition } from '../helpers/prom-text.js';
-import { type Stack, startStack, unusedPort } from '../helpers/stack.js';
+import { closedPort, type Stack, startStack, unusedPort } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const PROM_DIR = join(REPO, 'docker/prometheus');
@@ -142,7 +142,7 @@ describe('docker/prometheus with promtool', () => {
     expect(config.out).toContain('1 rule files found');
     const checked = await promtool('check', 'rules', RULES);
     expect(checked.code, checked.out).toBe(0);
-    expect(checked.out).toContain('6 rules found');
+    expect(checked.out).toContain('8 rules found');
   });
 
   it('passes the alert unit tests (promtool test rules)', async () => {
@@ -183,11 +183,20 @@ describe('alert rules and dashboard queries against a running veer', () => {
 
   beforeAll(async () => {
     process.env.VEER_DEPLOY_TEST_TOKEN = TOKEN;
+    // A query rule against a dead Prometheus and a webhook that refuses connections: their counters exist too.
+    const nowhere = await closedPort();
     stack = await startStack({
       config: {
         rollout: { weight: 50 },
         admin: { tokens: [{ name: 'ops', env: 'VEER_DEPLOY_TEST_TOKEN' }] },
-        slo: { window: '10s', interval: '200ms', min_samples: 5, rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%'] },
+        slo: {
+          window: '10s',
+          interval: '200ms',
+          min_samples: 5,
+          rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%', { name: 'kv_cache', query: 'max(kv)', max: 0.95 }],
+          prometheus: { url: nowhere, timeout: '200ms' },
+        },
+        notify: [{ name: 'oncall', url: `${nowhere}/hook`, events: ['kill'], backoff: '10ms', retry_for: '30ms' }],
       },
     });
     for (let i = 0; i < 30; i++) served.add(await complete(stack.url, `user-${i}`));
@@ -200,6 +209,10 @@ describe('alert rules and dashboard queries against a running veer', () => {
     }
     // A kill makes the rollback and routing-change counters exist.
     await kill(stack.adminUrl);
+    while (!(await metrics()).includes('veer_notify_total{webhook="oncall",result="expired"}')) {
+      if (Date.now() > deadline + 5000) throw new Error('the kill notification was never given up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     families = parseExposition(await metrics());
   });
 
