@@ -1,16 +1,15 @@
 // One proxied request: relays it to its upstream through undici and the response back, unbuffered, and meters it.
 
-import type { ServerResponse } from 'node:http';
-import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
-import { cutByVeer, ERROR_STATUS, errorBody, type ProxyErrorCode, UPSTREAM_FAILED_MID_STREAM } from './errors.js';
-import { withoutHopByHop } from './headers.js';
+import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
+import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import { type OutHeaders, withoutHopByHop } from './headers.js';
 import type { Upstream } from './upstream.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
@@ -27,7 +26,40 @@ export interface ExchangeContext {
   clientIdleTimeoutMs: number;
 }
 
-type Body = Readable | AsyncIterable<Buffer> | null;
+/** One request to relay: where it goes, what it carries, and the client side its response goes to. */
+export interface ExchangeOptions {
+  ctx: ExchangeContext;
+  upstream: UpstreamName;
+  /** Why the routing table chose this upstream, and the key's bucket (for the access log). */
+  reason: string;
+  bucket: number;
+  method: string;
+  path: string;
+  /** The headers for the upstream (hop-by-hop ones removed); `host` is replaced when the upstream says so. */
+  headers: OutHeaders;
+  body: RequestBody;
+  downstream: Downstream;
+  /** Sees each forwarded response chunk and the end; optional, free when absent. */
+  observer?: ResponseObserver | undefined;
+}
+
+/**
+ * The phases of one exchange, in order. A fallback to legacy goes back to Connecting; any phase may
+ * jump to Done (the client left, a timer fired, the upstream failed).
+ */
+export const Phase = {
+  /** Dispatched to undici: waiting for a connection (queued, or connecting). Nothing reached the upstream. */
+  Connecting: 0,
+  /** undici is sending the request; the response head has not come. */
+  Requesting: 1,
+  /** The response head went to the client; no body byte yet (the first-byte timer runs). */
+  Responding: 2,
+  /** Body chunks are relayed (the idle timer runs; the stall timer while the client is behind). */
+  Streaming: 3,
+  /** Recorded once; nothing more is written to the client. */
+  Done: 4,
+} as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
 
 /**
  * Response headers that belong to one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2; node's HTTP/2 refuses
@@ -59,29 +91,12 @@ const CONNECT_ERROR_CODES = new Set([
   'UND_ERR_DESTROYED',
 ]);
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = constants;
-
-/**
- * Bytes a client may have queued (unsent) before veer pauses the upstream. Node's 16 KiB stream
- * high-water mark would pause an HTTP/2 stream every 16 chunks — its writes queue until nghttp2 sends
- * them — and the pause/resume round trips cut its throughput tenfold. This is also the memory bound
- * per stream for a client that reads slowly.
- */
-const PAUSE_AT = 64 * 1024;
 const kTimeout = new Error('time to first byte exceeded');
 const kIdle = new Error('upstream silent for longer than idle_timeout');
 const kClientGone = new Error('client went away');
 
-function destroySocket(socket: Socket): void {
-  socket.destroy();
-}
-
 function onClientStalled(exchange: Exchange): void {
   exchange.clientStalled();
-}
-
-function flushHeadersIfNoBody(exchange: Exchange): void {
-  exchange.flushHeadersIfNoBody();
 }
 
 function onFirstByteTimeout(exchange: Exchange): void {
@@ -95,10 +110,15 @@ function onUpstreamIdle(exchange: Exchange): void {
 /**
  * Implements undici's dispatch handler directly: response chunks are written to the client as they
  * arrive, the upstream is paused when the client cannot keep up, and every path ends in exactly one
- * call to the recorder. HTTP/1.1 (`res`) and HTTP/2 (`stream`) clients share this one code path.
+ * call to the recorder. The client side is a Downstream, one per client protocol.
  */
 export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   upstream: UpstreamName;
+  readonly reason: string;
+  readonly bucket: number;
+  readonly method: string;
+  readonly path: string;
+  readonly protocol: string;
   status = 0;
   outcome: Outcome = 'ok';
   headersAt = 0;
@@ -108,7 +128,13 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   fallback = false;
   /** When the request went to its current upstream (a fallback starts legacy's clock afresh). */
   startedAt = performance.now();
+  phase: Phase = Phase.Connecting;
 
+  private readonly ctx: ExchangeContext;
+  private readonly headers: OutHeaders;
+  private readonly body: RequestBody;
+  private readonly downstream: Downstream;
+  private readonly observer: ResponseObserver | undefined;
   private controller: Dispatcher.DispatchController | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
@@ -117,29 +143,24 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private idledOut = false;
   /** Why the upstream's response headers could not be relayed (set just before the abort). */
   private unrelayable: string | undefined;
-  private responded = false;
-  private done = false;
   private timedOut = false;
   /** At the first-byte timeout, the client had not finished sending its request body. */
   private clientSlow = false;
   private watchingDrain = false;
 
-  constructor(
-    private readonly ctx: ExchangeContext,
-    upstream: UpstreamName,
-    readonly reason: string,
-    readonly bucket: number,
-    readonly method: string,
-    readonly path: string,
-    readonly protocol: string,
-    private readonly headers: Record<string, string | string[] | undefined>,
-    private readonly body: Body,
-    private readonly res: ServerResponse | undefined,
-    private readonly stream: ServerHttp2Stream | undefined,
-  ) {
-    this.upstream = upstream;
-    if (res) res.once('close', () => this.clientClosed());
-    else stream!.once('close', () => this.clientClosed());
+  constructor(options: ExchangeOptions) {
+    this.ctx = options.ctx;
+    this.upstream = options.upstream;
+    this.reason = options.reason;
+    this.bucket = options.bucket;
+    this.method = options.method;
+    this.path = options.path;
+    this.headers = options.headers;
+    this.body = options.body;
+    this.downstream = options.downstream;
+    this.protocol = options.downstream.protocol;
+    this.observer = options.observer;
+    this.downstream.onClose(() => this.clientClosed());
   }
 
   start(): void {
@@ -166,11 +187,12 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.done) controller.abort(kClientGone);
+    if (this.phase === Phase.Done) controller.abort(kClientGone);
+    else this.phase = Phase.Requesting;
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, upstream: IncomingHttpHeaders): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     if (statusCode < 200) {
       if (statusCode === 103) this.relayEarlyHints(upstream);
       return;
@@ -180,32 +202,21 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     const headers = withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP);
     if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
     try {
-      if (this.res) {
-        if (this.ctx.draining) headers.connection = 'close';
-        this.res.writeHead(statusCode, headers);
-        // A stream (no length: SSE, chunked) shows its headers at once, as over HTTP/2, rather than with
-        // the first token; but a first token that came in the same read as the headers (the usual case)
-        // goes out with them in one write. A response of known length always keeps them together.
-        if (headers['content-length'] === undefined) process.nextTick(flushHeadersIfNoBody, this);
-      } else {
-        headers[':status'] = statusCode as unknown as string;
-        this.stream!.respond(headers as Record<string, string>);
-      }
-      this.responded = true;
+      this.downstream.respond(statusCode, headers, this.ctx.draining);
+      this.phase = Phase.Responding;
     } catch (err) {
       // abort() comes back through onResponseError at once: it must answer bad_gateway, not upstream_reset.
       this.unrelayable = `upstream response cannot be relayed: ${(err as Error).message}`;
       controller.abort(err as Error);
-      if (!this.done) this.fail('reset', 'bad_gateway', this.unrelayable);
+      // (abort() may have finished the exchange: TypeScript's narrowing does not know it.)
+      if ((this.phase as Phase) !== Phase.Done) this.fail('reset', 'bad_gateway', this.unrelayable);
     }
   }
 
   /** 103 Early Hints go on to the client (a proxy forwards 1xx, RFC 9110 §15.2); other 1xx stay here. */
   private relayEarlyHints(upstream: IncomingHttpHeaders): void {
-    const hints = withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP);
     try {
-      if (this.res) this.res.writeEarlyHints(hints as Record<string, string | string[]>);
-      else this.stream!.additionalHeaders({ ...hints, ':status': 103 } as unknown as Record<string, string>);
+      this.downstream.earlyHints(withoutHopByHop(upstream, RESPONSE_HOP_BY_HOP));
     } catch {
       // Hints are optional: one that cannot be relayed is dropped, the response still comes.
     }
@@ -219,14 +230,14 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       if (idleMs > 0) this.idleTimer = setTimeout(onUpstreamIdle, idleMs, this);
     } else this.idleTimer?.refresh();
     this.bytesOut += chunk.length;
-    if (this.done) return;
-    const writable = this.res ?? this.stream!;
-    if (!writable.write(chunk) && writable.writableLength >= PAUSE_AT) {
+    if (this.phase === Phase.Done) return;
+    this.phase = Phase.Streaming;
+    if (this.downstream.write(chunk)) {
       controller.pause();
       this.stallTimer ??= setTimeout(onClientStalled, this.ctx.clientIdleTimeoutMs, this);
       if (!this.watchingDrain) {
         this.watchingDrain = true;
-        writable.on('drain', () => {
+        this.downstream.onDrain(() => {
           clearTimeout(this.stallTimer);
           this.stallTimer = undefined;
           this.idleTimer?.refresh();
@@ -234,51 +245,21 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
         });
       }
     }
+    if (this.observer !== undefined) this.observer.onChunk(chunk);
   }
 
   onResponseEnd(): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
-    if (this.body !== null && this.clientStillSending()) this.endAndStopUpload();
-    else if (this.res) this.res.end();
-    else this.stream!.end();
+    // The upstream answered before the request body was in (413, 401, 429...): the client gets the answer
+    // instead of uploading into a connection nobody reads.
+    if (this.body !== null && this.downstream.stillSending()) this.downstream.endAndStopUpload(this.body);
+    else this.downstream.end();
     this.finish(this.status >= 500 ? 'upstream_5xx' : 'ok');
   }
 
-  private clientStillSending(): boolean {
-    return this.res ? !this.res.req.complete : !this.stream!.readableEnded;
-  }
-
-  /**
-   * The upstream answered before the request body was in (413, 401, 429...): the client gets the answer
-   * instead of uploading into a connection nobody reads. HTTP/2: RST_STREAM(NO_ERROR) after the
-   * response tells it to stop (RFC 9113 §8.1). HTTP/1.1 has no such signal short of closing, and a close
-   * with unread input resets the connection, which can lose the answer: the rest of the body is read and
-   * dropped, as node's own server does, and the connection stays usable.
-   */
-  private endAndStopUpload(): void {
-    if (this.stream) {
-      const stream = this.stream;
-      stream.end(() => stream.close(NGHTTP2_NO_ERROR));
-      return;
-    }
-    this.discardRestOfBody();
-    this.res!.end();
-  }
-
-  /**
-   * HTTP/1.1: reads and drops what is left of the request body. undici may have left its iterator waiting
-   * on a read, and while the iterator's 'readable' listener is on the request, resume() does nothing: the
-   * iterator is returned first (which leaves the request itself open).
-   */
-  private discardRestOfBody(): void {
-    const req = this.res!.req;
-    const resume = () => req.resume();
-    Promise.resolve((this.body as unknown as AsyncIterator<Buffer>).return?.()).then(resume, resume);
-  }
-
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (this.ctx.closing) {
@@ -300,7 +281,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
     } else if (this.idledOut) {
       this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream went silent for longer than idle_timeout`);
-    } else if (this.controller === undefined && CONNECT_ERROR_CODES.has(code)) {
+    } else if (this.phase === Phase.Connecting && CONNECT_ERROR_CODES.has(code)) {
       if (this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback) {
         this.retryOnLegacy();
         return;
@@ -313,28 +294,19 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     }
   }
 
-  /** Sends the HTTP/1.1 response headers when no body byte has carried them yet. */
-  flushHeadersIfNoBody(): void {
-    if (this.firstByteAt === 0 && !this.done && !this.res!.destroyed) this.res!.flushHeaders();
-  }
-
   /** Called when the client has taken nothing of a paused stream for listen.idle_timeout. */
   clientStalled(): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
     // A reader that stopped is the client's doing, like a client that left.
     this.finish('client_abort');
     this.controller?.abort(kClientGone);
-    if (this.res) this.res.destroy();
-    else {
-      cutByVeer.add(this.stream!);
-      this.stream!.close(NGHTTP2_CANCEL);
-    }
+    this.downstream.cutStalled();
   }
 
   /** Called by the idle timer: no body chunk for idle_timeout (unless veer itself paused the upstream). */
   upstreamIdle(): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     // The stall timer runs exactly while veer holds the upstream back for a slow client: that silence is
     // veer's, not the upstream's.
     if (this.stallTimer !== undefined) {
@@ -347,7 +319,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   /** Called by the first-byte timer. */
   firstByteTimedOut(): void {
-    if (this.done || this.firstByteAt !== 0) return;
+    if (this.phase === Phase.Done || this.firstByteAt !== 0) return;
     this.timedOut = true;
     if (this.controller) {
       this.clientSlow = this.waitingForClientBody();
@@ -365,17 +337,11 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
    * must not count against the upstream's SLO (a client trickling bodies to new could roll it back).
    */
   private waitingForClientBody(): boolean {
-    if (this.body === null) return false;
-    if (this.res) {
-      const req = this.res.req;
-      return !req.complete && req.readableLength === 0;
-    }
-    const stream = this.stream!;
-    return !stream.readableEnded && stream.readableLength === 0;
+    return this.body !== null && this.downstream.waitingForBody();
   }
 
   private clientClosed(): void {
-    if (this.done) return;
+    if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
     this.finish('client_abort');
     // Aborting destroys the upstream socket, so the upstream sees the stream end at once.
@@ -395,6 +361,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.upstream = 'legacy';
     this.fallback = true;
     this.controller = undefined;
+    this.phase = Phase.Connecting;
     this.endedAt = 0;
     // Legacy's TTFB is legacy's own: the time lost on new's failed connect is not its doing.
     this.startedAt = performance.now();
@@ -403,14 +370,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   /** Answers with veer's own JSON error, or cuts the stream when the upstream's headers already went out. */
   private fail(outcome: Outcome, code: ProxyErrorCode, message: string): void {
-    if (this.responded) {
-      // destroy(err), not close(code): close() ends the writable side first, so the client would see
-      // END_STREAM — a clean end — before the RST_STREAM. destroy(err) sends RST_STREAM(INTERNAL_ERROR).
-      if (this.res) this.res.destroy();
-      else {
-        cutByVeer.add(this.stream!);
-        this.stream!.destroy(UPSTREAM_FAILED_MID_STREAM);
-      }
+    if (this.phase === Phase.Responding || this.phase === Phase.Streaming) {
+      this.downstream.cutMidStream();
     } else {
       const status = ERROR_STATUS[code];
       this.status = status;
@@ -422,35 +383,20 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       };
       if (this.ctx.responseHeader) headers['x-veer-upstream'] = this.upstream;
       // A client still sending its body (too slow, or the upstream failed before reading it all).
-      const unfinishedBody = this.body !== null && this.clientStillSending();
-      if (this.res) {
-        // The rest of an unfinished body would be read as the next request: close the connection, with a
-        // moment for the client to read the answer (closing with unread input would send a TCP RST).
-        if (unfinishedBody) headers.connection = 'close';
-        if (!this.res.headersSent && !this.res.destroyed) {
-          const socket = this.res.socket;
-          this.res.writeHead(status, headers).end(body);
-          if (unfinishedBody) this.discardRestOfBody();
-          if (unfinishedBody && socket) setTimeout(destroySocket, 250, socket).unref();
-        }
-      } else if (!this.stream!.destroyed && !this.stream!.headersSent) {
-        headers[':status'] = status;
-        const stream = this.stream!;
-        stream.respond(headers);
-        // RST_STREAM(NO_ERROR) after the answer tells the client to stop sending (RFC 9113 §8.1).
-        stream.end(body, unfinishedBody ? () => stream.close(NGHTTP2_NO_ERROR) : undefined);
-      }
+      const unfinishedBody = this.body !== null && this.downstream.stillSending() ? this.body : null;
+      this.downstream.answer(status, headers, body, unfinishedBody);
     }
     this.finish(outcome);
   }
 
   private finish(outcome: Outcome): void {
-    this.done = true;
+    this.phase = Phase.Done;
     clearTimeout(this.timer);
     clearTimeout(this.stallTimer);
     clearTimeout(this.idleTimer);
     if (this.endedAt === 0) this.endedAt = performance.now();
     this.outcome = outcome;
     this.ctx.recorder.finished(this);
+    if (this.observer !== undefined) this.observer.onEnd(outcome);
   }
 }

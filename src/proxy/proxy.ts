@@ -8,6 +8,8 @@ import type { Recorder } from '../measure/recorder.js';
 import type { Metrics } from '../metrics/registry.js';
 import { extractKey } from '../routing/key.js';
 import { decide, type RoutingTable } from '../routing/table.js';
+import { Http1Downstream } from './downstream-h1.js';
+import { Http2Downstream } from './downstream-h2.js';
 import { errorBody } from './errors.js';
 import { Exchange, type ExchangeContext } from './exchange.js';
 import { type OutHeaders, withoutHopByHop } from './headers.js';
@@ -129,21 +131,19 @@ export class ProxyHandler {
     const decision = this.route(req.headers, path, clientAddress);
     const headers = upstreamHeaders(req.headers, clientAddress, proto);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
-    new Exchange(
-      this.ctx,
-      decision.upstream,
-      decision.reason,
-      decision.bucket,
-      req.method ?? 'GET',
+    new Exchange({
+      ctx: this.ctx,
+      upstream: decision.upstream,
+      reason: decision.reason,
+      bucket: decision.bucket,
+      method: req.method ?? 'GET',
       path,
-      'http/1.1',
       headers,
       // An iterator, not the request itself: undici destroys a body stream it is done with, and for a
       // request whose answer came before its body was in, that would reset the client's connection.
-      hasBody ? req.iterator({ destroyOnReturn: false }) : null,
-      res,
-      undefined,
-    ).start();
+      body: hasBody ? req.iterator({ destroyOnReturn: false }) : null,
+      downstream: new Http1Downstream(res),
+    }).start();
   };
 
   handleHttp2 = (stream: ServerHttp2Stream, reqHeaders: IncomingHttpHeaders): void => {
@@ -182,19 +182,17 @@ export class ProxyHandler {
     if (body !== null && reqHeaders.expect?.toLowerCase() === '100-continue') {
       stream.additionalHeaders({ ':status': 100 });
     }
-    new Exchange(
-      this.ctx,
-      decision.upstream,
-      decision.reason,
-      decision.bucket,
+    new Exchange({
+      ctx: this.ctx,
+      upstream: decision.upstream,
+      reason: decision.reason,
+      bucket: decision.bucket,
       method,
       path,
-      'h2',
       headers,
       body,
-      undefined,
-      stream,
-    ).start();
+      downstream: new Http2Downstream(stream),
+    }).start();
   };
 
   private reject(
