@@ -1,11 +1,10 @@
 // What the admin routes read and drive, and the shape of a route before and after authentication.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/types.js';
 import { type ChangeOutcome, type Controller, notPersistedError } from '../guard/controller.js';
 import type { Recorder } from '../measure/recorder.js';
 import type { AuditLog } from '../state/audit.js';
-import type { Principal, TokenAuth } from './auth.js';
+import type { AuthorizedHandler, Principal, TokenAuth } from './auth.js';
 import type { SeriesSampler } from './dashboard/series.js';
 
 export interface ReloadOutcome {
@@ -33,12 +32,7 @@ export interface AdminContext {
 }
 
 /** A handler after authentication: `who` is the token's principal, undefined on an open read. */
-export type ApiHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  url: URL,
-  who: Principal | undefined,
-) => Promise<void>;
+export type ApiHandler = AuthorizedHandler;
 
 /** One row of the route table: `access` decides the token needed, `action` names it in the audit log. */
 export interface ApiRoute {

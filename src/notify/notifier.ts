@@ -1,17 +1,15 @@
 // Tells webhooks about the controller's decisions once they are applied, and about breaches and long inconclusive spells.
 
 import { hostname } from 'node:os';
+import type { NotifyConfig } from '../config/types.js';
 import { type RuleResult, ruleJson, type Verdict } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
 import type { AuditEntry } from '../state/audit.js';
 import { eventOfChange, type NotifyEvent, payloadOf, slackBody } from './message.js';
-import { type DeliveryResult, Webhook, type WebhookConfig } from './webhook.js';
+import { type DeliveryResult, Webhook } from './webhook.js';
 
-export interface NotifyTarget extends WebhookConfig {
-  events: readonly NotifyEvent[];
-  /** With the `inconclusive` event: how long every evaluation must stay inconclusive before it is sent. */
-  inconclusiveForMs?: number;
-}
+/** A webhook as configured: where it is, how it is retried, which events it wants. */
+export type NotifyTarget = NotifyConfig;
 
 export interface NotifierOptions {
   targets: readonly NotifyTarget[];

@@ -2,20 +2,13 @@
 
 import { createHmac } from 'node:crypto';
 import { request } from 'undici';
+import type { NotifyConfig } from '../config/types.js';
 
-export interface WebhookConfig {
-  name: string;
-  url: string;
-  format: 'json' | 'slack';
-  /** HMAC-SHA256 key (from the environment); unsigned when absent. */
-  secret?: string;
-  timeoutMs: number;
-  /** Retries stop this long after the first attempt; the notification is then dropped. */
-  retryForMs: number;
-  /** First retry delay; each later one doubles, capped at 30 s, with full jitter. */
-  backoffMs: number;
-  maxQueue: number;
-}
+/** How one webhook is reached and retried: the delivery part of its config entry. */
+export type WebhookConfig = Pick<
+  NotifyConfig,
+  'name' | 'url' | 'format' | 'secret' | 'timeoutMs' | 'retryForMs' | 'backoffMs' | 'maxQueue'
+>;
 
 export type DeliveryResult = 'delivered' | 'retried' | 'rejected' | 'expired' | 'queue_full';
 
