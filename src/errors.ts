@@ -46,6 +46,12 @@ export const ERROR_ROWS = [
   },
   {
     plane: 'proxy',
+    status: 501,
+    code: 'unsupported_transfer_encoding',
+    when: 'HTTP/1.1 `Transfer-Encoding` other than `chunked` alone (e.g. `gzip, chunked`: RFC 9112 §6.1); the connection closes',
+  },
+  {
+    plane: 'proxy',
     status: 408,
     code: 'request_timeout',
     when: 'an HTTP/1.1 client took longer than `listen.headers_timeout` to send its headers',
@@ -71,6 +77,18 @@ export const ERROR_ROWS = [
     when: 'no token, malformed header, unknown token (with `WWW-Authenticate: Bearer`)',
   },
   { plane: 'admin', status: 403, code: 'forbidden', when: 'a read-only token on a mutating route' },
+  {
+    plane: 'admin',
+    status: 403,
+    code: 'cross_site',
+    when: 'a request a browser marks as coming from another site (`Sec-Fetch-Site`, or an `Origin` that is not the admin address); refused before authentication, not audited',
+  },
+  {
+    plane: 'admin',
+    status: 421,
+    code: 'misdirected_request',
+    when: 'a `Host` that is not an IP address, `localhost` or a name in `admin.allowed_hosts` (a DNS-rebinding page); nothing else is read',
+  },
   { plane: 'admin', status: 404, code: 'not_found', when: 'no such route' },
   { plane: 'admin', status: 405, code: 'method_not_allowed', when: 'known path, wrong method (with `Allow`)' },
   {

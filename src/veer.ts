@@ -266,7 +266,7 @@ export class Veer {
       }
     }
     this.proxy.ctx.upstreams = { ...this.upstreams };
-    this.proxy.applyRouting(next.routing);
+    this.proxy.applyRouting(next.routing, next.forwarding);
     this.recorder.accessLog = next.log.access;
     if (next.slo.windowMs !== old.slo.windowMs || next.slo.slices !== old.slo.slices) {
       this.recorder.reshapeWindows(next.slo.windowMs, next.slo.slices);

@@ -307,6 +307,22 @@ export function buildConfig(
     problems.push('admin.tokens: an operator token is required when admin.host is not a loopback address');
   }
 
+  // A key or force header named with `_` would be dropped (or refused) before veer routes on it.
+  if ((raw.routing?.underscore_headers ?? 'drop') !== 'pass') {
+    const mode = raw.routing?.underscore_headers ?? 'drop';
+    (raw.routing?.keys ?? []).forEach((k: Raw, i: number) => {
+      if (typeof k.header === 'string' && k.header.includes('_'))
+        problems.push(
+          `routing.keys[${i}].header: "${k.header}" has "_", which routing.underscore_headers: ${mode} takes off every request; rename it or set underscore_headers: pass`,
+        );
+    });
+    const force = raw.routing?.force_header;
+    if (force?.enabled && typeof force.name === 'string' && force.name.includes('_'))
+      problems.push(
+        `routing.force_header.name: "${force.name}" has "_", which routing.underscore_headers: ${mode} takes off every request; rename it or set underscore_headers: pass`,
+      );
+  }
+
   const tls = raw.listen?.tls;
   if (tls) {
     for (const field of ['cert', 'key'] as const) {
@@ -358,7 +374,9 @@ export function buildConfig(
         : undefined,
       responseHeader: routing.response_header ?? true,
       fallbackOnConnectError: routing.fallback_on_connect_error ?? true,
+      underscoreHeaders: routing.underscore_headers ?? 'drop',
     },
+    forwarding: { trustClient: raw.forwarding?.trust_client ?? false },
     slo: {
       windowMs,
       slices,
@@ -379,6 +397,7 @@ export function buildConfig(
       tokens,
       readRequiresToken: admin.read_requires_token ?? false,
       maxBodyBytes: admin.max_body_bytes ?? 65_536,
+      allowedHosts: (admin.allowed_hosts ?? []).map((h: string) => h.toLowerCase()),
     },
     state: {
       path: raw.state?.path ?? './veer-state.json',

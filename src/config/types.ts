@@ -119,6 +119,12 @@ export interface Config {
     forceHeader?: string;
     responseHeader: boolean;
     fallbackOnConnectError: boolean;
+    /** Request header names with `_`: dropped, refused with 400, or passed on (some stacks fold `_` into `-`). */
+    underscoreHeaders: 'drop' | 'reject' | 'pass';
+  };
+  forwarding: {
+    /** Keep a client's X-Forwarded-Proto/-Host/-For (true: veer sits behind a trusted proxy) or set them itself. */
+    trustClient: boolean;
   };
   slo: SloConfig;
   admin: {
@@ -128,6 +134,8 @@ export interface Config {
     tokens: TokenConfig[];
     readRequiresToken: boolean;
     maxBodyBytes: number;
+    /** Host names (lower case, no port) the admin listener answers besides IP literals and localhost. */
+    allowedHosts: string[];
   };
   state: { path: string; auditPath: string };
   log: { level: string; access: boolean };

@@ -13,6 +13,7 @@ export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   bad_gateway: statusOf('bad_gateway'),
   bad_request: statusOf('bad_request'),
   request_timeout: statusOf('request_timeout'),
+  unsupported_transfer_encoding: statusOf('unsupported_transfer_encoding'),
 };
 
 /** The error veer destroys an HTTP/2 stream with when its upstream failed after the headers went out. */
@@ -24,31 +25,77 @@ export const cutByVeer = new WeakSet<object>();
 /** Why a malformed or too-slow HTTP/1.1 request was turned away before it became a request. */
 export type ClientErrorReason = 'bad_request' | 'header_too_large' | 'request_timeout';
 
+interface PendingResponse {
+  headersSent: boolean;
+  writableFinished: boolean;
+  req?: { complete: boolean };
+  once(event: 'finish' | 'close', listener: () => void): unknown;
+}
+
+/** Sockets whose parse error is already being answered: llhttp reports it again on every later read. */
+const answering = new WeakSet<Duplex>();
+
 /**
  * An http.Server 'clientError' (a request that cannot be parsed, headers too large, or too slow): the
  * client gets a JSON 400/431/408 and the connection closes. Returns why, or undefined when the client
  * is gone already and the socket is only destroyed.
+ *
+ * A malformed request pipelined behind one still being answered is answered after that response, never
+ * in its place: the client would take the 400 for the earlier request (which the upstream did run) and
+ * might send it again.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): ClientErrorReason | undefined {
-  // As node's own handler does: no answer into a response already under way (a body that timed out
-  // while its response streams), it would corrupt what the client is reading.
-  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (!socket.writable || socket.destroyed || err.code === 'ECONNRESET' || inFlight?.headersSent) {
+  if (answering.has(socket)) return undefined;
+  const pending = (socket as { _httpMessage?: PendingResponse | null })._httpMessage;
+  if (!socket.writable || socket.destroyed || err.code === 'ECONNRESET') {
     socket.destroy();
     return undefined;
   }
-  const reason: ClientErrorReason =
-    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? 'request_timeout'
-      : err.code === 'HPE_HEADER_OVERFLOW'
-        ? 'header_too_large'
-        : 'bad_request';
+  const reason = clientErrorReason(err);
+  // The error is in a request after the one being answered (that one is complete): wait for its response.
+  if (pending && !pending.writableFinished && pending.req?.complete && reason !== 'request_timeout') {
+    answering.add(socket);
+    afterPending(socket, () => writeClientError(socket, reason, err));
+    return reason;
+  }
+  // As node's own handler does: no answer into a response already under way (a body that timed out
+  // while its response streams), it would corrupt what the client is reading.
+  if (pending?.headersSent) {
+    socket.destroy();
+    return undefined;
+  }
+  writeClientError(socket, reason, err);
+  return reason;
+}
+
+/** Runs `then` once no response is pending on the socket (node hands it queued pipelined ones in turn). */
+function afterPending(socket: Duplex, then: () => void): void {
+  const pending = (socket as { _httpMessage?: PendingResponse | null })._httpMessage;
+  if (socket.destroyed) return;
+  if (!pending || pending.writableFinished) {
+    then();
+    return;
+  }
+  // node assigns the next queued response on the same 'finish', before this listener runs.
+  pending.once('finish', () => afterPending(socket, then));
+  pending.once('close', () => {
+    if (!pending.writableFinished) socket.destroy();
+  });
+}
+
+function clientErrorReason(err: NodeJS.ErrnoException): ClientErrorReason {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout';
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'header_too_large';
+  return 'bad_request';
+}
+
+function writeClientError(socket: Duplex, reason: ClientErrorReason, err: NodeJS.ErrnoException): void {
+  if (socket.destroyed || !socket.writable) return;
   const status = CLIENT_ERROR_STATUS[reason];
   const body = errorBody(reason === 'request_timeout' ? reason : 'bad_request', err.code ?? 'malformed request');
   socket.end(
-    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`,
   );
-  return reason;
 }
 
 const CLIENT_ERROR_STATUS: Readonly<Record<ClientErrorReason, string>> = {

@@ -6,10 +6,15 @@ export type OutHeaders = Record<string, string | string[] | undefined>;
 
 /**
  * A new object with `src`'s headers but the hop-by-hop ones: those in `hopByHop`, those its Connection
- * header lists, and HTTP/2 pseudo-headers. A new object rather than deletions from `src`: deleting turns
- * it into a slow dictionary that node's writeHead then walks (~1.5 µs per response).
+ * header lists, and HTTP/2 pseudo-headers; and, with `dropUnderscore`, names with `_`. A new object rather
+ * than deletions from `src`: deleting turns it into a slow dictionary that node's writeHead then walks
+ * (~1.5 µs per response).
  */
-export function withoutHopByHop(src: IncomingHttpHeaders, hopByHop: ReadonlySet<string>): OutHeaders {
+export function withoutHopByHop(
+  src: IncomingHttpHeaders,
+  hopByHop: ReadonlySet<string>,
+  dropUnderscore = false,
+): OutHeaders {
   // Several Connection lines arrive as an array from undici (node joins a request's); both are lists.
   const raw = src.connection as string | string[] | undefined;
   const connection = Array.isArray(raw) ? raw.join(',') : raw;
@@ -24,6 +29,7 @@ export function withoutHopByHop(src: IncomingHttpHeaders, hopByHop: ReadonlySet<
   const out: OutHeaders = {};
   for (const name in src) {
     if (name.charCodeAt(0) === 58 /* ':' */ || hopByHop.has(name) || listed?.includes(name)) continue;
+    if (dropUnderscore && name.includes('_')) continue;
     out[name] = src[name];
   }
   return out;

@@ -13,6 +13,7 @@ import { Http2Downstream } from './downstream-h2.js';
 import { errorBody } from './errors.js';
 import { Exchange, type ExchangeContext } from './exchange.js';
 import { type OutHeaders, withoutHopByHop } from './headers.js';
+import { checkHttp1, checkHttp2, type Refusal, type RequestRules } from './request-checks.js';
 import type { Upstream } from './upstream.js';
 
 /** Request headers that belong to one connection (RFC 9110 §7.6.1) or that veer sets itself. */
@@ -31,15 +32,6 @@ const REQUEST_HOP_BY_HOP = new Set([
 
 function ignoreStreamError(): void {}
 
-function hostLines(raw: string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') n++;
-  }
-  return n;
-}
-
 /** A header list's size as HTTP/2 counts it (RFC 9113 §6.5.2): name and value octets plus 32 per field. */
 function headerListSize(headers: IncomingHttpHeaders): number {
   let size = 0;
@@ -52,13 +44,39 @@ function headerListSize(headers: IncomingHttpHeaders): number {
   return size;
 }
 
-function upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
-  const out = withoutHopByHop(src, REQUEST_HOP_BY_HOP);
-  const xff = src['x-forwarded-for'];
-  if (clientAddress) out['x-forwarded-for'] = xff ? `${xff}, ${clientAddress}` : clientAddress;
-  if (!src['x-forwarded-proto']) out['x-forwarded-proto'] = proto;
+/** Forwarding claims a client could forge; with trust_client: false veer sets them from the connection. */
+const CLIENT_CLAIMS = new Set([
+  ...REQUEST_HOP_BY_HOP,
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+]);
+
+/**
+ * The headers the upstream gets, decided after the hop-by-hop ones are gone: a client that lists
+ * X-Forwarded-Proto in Connection cannot remove veer's own. Unless the client is trusted, the X-Forwarded-*
+ * it sent (and `Forwarded`) are replaced by what veer saw on the connection.
+ */
+function upstreamHeaders(
+  src: IncomingHttpHeaders,
+  clientAddress: string | undefined,
+  proto: string,
+  trustClient: boolean,
+  dropUnderscore: boolean,
+): OutHeaders {
+  const out = withoutHopByHop(src, trustClient ? REQUEST_HOP_BY_HOP : CLIENT_CLAIMS, dropUnderscore);
   const host = src[':authority'] ?? src.host;
-  if (!src['x-forwarded-host'] && host) out['x-forwarded-host'] = host;
+  if (trustClient) {
+    const xff = out['x-forwarded-for'];
+    if (clientAddress) out['x-forwarded-for'] = xff ? `${xff}, ${clientAddress}` : clientAddress;
+    out['x-forwarded-proto'] ??= proto;
+    if (host) out['x-forwarded-host'] ??= host;
+  } else {
+    if (clientAddress) out['x-forwarded-for'] = clientAddress;
+    out['x-forwarded-proto'] = proto;
+    if (host) out['x-forwarded-host'] = host;
+  }
   // With host_header: client the client's host travels on; with upstream, Exchange sets the upstream's.
   if (host) out.host = host;
   return out;
@@ -77,13 +95,19 @@ export class ProxyHandler {
   /** The one routing snapshot requests read; swapped whole, never mutated. */
   table: RoutingTable;
   routing: Config['routing'];
+  forwarding: Config['forwarding'];
   readonly ctx: ExchangeContext;
+  private rules: RequestRules;
+  /** HTTP/1.1 connections veer answered a refusal on: closed once that answer is out. */
+  private readonly closingSockets = new WeakSet<object>();
   private readonly metrics: Metrics;
   private readonly maxHeaderSize: number;
 
   constructor(options: ProxyOptions) {
     this.table = options.table;
     this.routing = options.config.routing;
+    this.forwarding = options.config.forwarding;
+    this.rules = rulesOf(options.config.routing);
     this.metrics = options.metrics;
     this.maxHeaderSize = options.config.listen.maxHeaderSize;
     const fallbacks = options.metrics.fallbacks;
@@ -99,13 +123,16 @@ export class ProxyHandler {
     };
   }
 
-  applyRouting(routing: Config['routing']): void {
+  applyRouting(routing: Config['routing'], forwarding: Config['forwarding'] = this.forwarding): void {
     this.routing = routing;
+    this.forwarding = forwarding;
+    this.rules = rulesOf(routing);
     this.ctx.responseHeader = routing.responseHeader;
     this.ctx.fallbackOnConnectError = routing.fallbackOnConnectError;
   }
 
-  private route(headers: IncomingHttpHeaders, path: string, clientAddress: string | undefined) {
+  /** Routes on the headers the upstream will get (after hop-by-hop removal), so both see the same key. */
+  private route(headers: OutHeaders, path: string, clientAddress: string | undefined) {
     const key = extractKey(this.routing.keys, headers, path, clientAddress);
     if (key === undefined) this.metrics.keyless.inc();
     const force = this.table.forceHeader;
@@ -114,22 +141,23 @@ export class ProxyHandler {
   }
 
   handleHttp1 = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = req.url ?? '';
-    if (path.charCodeAt(0) !== 47 /* '/' */) {
-      this.reject(res, undefined, `request target must be a path, got "${path.slice(0, 64)}"`);
+    // A request pipelined behind one veer refused: the connection closes after that answer, and nothing
+    // read after a request veer would not frame is forwarded.
+    if (this.closingSockets.has(req.socket)) {
+      req.resume();
       return;
     }
-    // node keeps the first of several Host lines; a server behind may pick another (RFC 9112 §3.2: 400).
-    if (hostLines(req.rawHeaders) > 1) {
-      res.shouldKeepAlive = false;
-      this.reject(res, undefined, 'more than one Host header');
+    const refusal = checkHttp1(req, this.rules);
+    if (refusal) {
+      this.refuse(res, undefined, refusal);
       return;
     }
+    const path = req.url!;
     const socket = req.socket;
     const clientAddress = socket.remoteAddress;
     const proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-    const decision = this.route(req.headers, path, clientAddress);
-    const headers = upstreamHeaders(req.headers, clientAddress, proto);
+    const headers = this.upstreamHeaders(req.headers, clientAddress, proto);
+    const decision = this.route(headers, path, clientAddress);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
     new Exchange({
       ctx: this.ctx,
@@ -146,34 +174,38 @@ export class ProxyHandler {
     }).start();
   };
 
-  handleHttp2 = (stream: ServerHttp2Stream, reqHeaders: IncomingHttpHeaders): void => {
+  handleHttp2 = (
+    stream: ServerHttp2Stream,
+    reqHeaders: IncomingHttpHeaders,
+    _flags?: number,
+    rawHeaders: readonly string[] = [],
+  ): void => {
     // A stream reset with an error code (by the client, or by veer cutting a failed upstream) emits
     // 'error'; unhandled, that would take the process down. The Exchange learns of it from 'close'.
     stream.on('error', ignoreStreamError);
-    const path = reqHeaders[':path'] ?? '';
-    const method = reqHeaders[':method'] ?? 'GET';
-    if (method === 'CONNECT' || path.charCodeAt(0) !== 47) {
-      this.reject(undefined, stream, `request target must be a path, got "${path.slice(0, 64)}"`);
+    const refusal = checkHttp2(reqHeaders, rawHeaders, this.rules);
+    if (refusal) {
+      this.refuse(undefined, stream, refusal);
       return;
     }
+    const path = reqHeaders[':path']!;
+    const method = reqHeaders[':method']!;
     // node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged veer's SETTINGS;
     // a client that never does could send header blocks up to the session memory cap. Once it has, node's
     // own check holds and the count here is skipped.
     if (stream.session?.pendingSettingsAck !== false && headerListSize(reqHeaders) > this.maxHeaderSize) {
-      this.reject(
-        undefined,
-        stream,
-        `request header block larger than listen.max_header_size (${this.maxHeaderSize} bytes)`,
-        431,
-        'header_too_large',
-      );
+      this.refuse(undefined, stream, {
+        status: 431,
+        reason: 'header_too_large',
+        message: `request header block larger than listen.max_header_size (${this.maxHeaderSize} bytes)`,
+      });
       return;
     }
     const socket = stream.session?.socket;
     const clientAddress = socket?.remoteAddress;
     const proto = (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http';
-    const decision = this.route(reqHeaders, path, clientAddress);
-    const headers = upstreamHeaders(reqHeaders, clientAddress, proto);
+    const headers = this.upstreamHeaders(reqHeaders, clientAddress, proto);
+    const decision = this.route(headers, path, clientAddress);
     // The request stream itself must not be handed to undici: it destroys its body when done, and
     // for HTTP/2 that would also end the response. An iterator over the readable side is safe.
     const body = stream.endAfterHeaders ? null : stream.iterator({ destroyOnReturn: false });
@@ -195,20 +227,37 @@ export class ProxyHandler {
     }).start();
   };
 
-  private reject(
+  private upstreamHeaders(src: IncomingHttpHeaders, clientAddress: string | undefined, proto: string): OutHeaders {
+    const dropUnderscore = this.routing.underscoreHeaders === 'drop';
+    return upstreamHeaders(src, clientAddress, proto, this.forwarding.trustClient, dropUnderscore);
+  }
+
+  /**
+   * veer's own answer to a request it will not forward. HTTP/1.1: the connection closes after it, since
+   * what follows a request veer could not frame is not worth reading as the next one.
+   */
+  private refuse(
     res: ServerResponse | undefined,
     stream: ServerHttp2Stream | undefined,
-    message: string,
-    status = 400,
-    reason = 'bad_request',
+    refusal: Refusal | { status: 431; reason: 'header_too_large'; message: string },
   ): void {
-    this.metrics.rejectedRequests.inc({ reason });
-    const body = errorBody('bad_request', message);
+    this.metrics.rejectedRequests.inc({ reason: refusal.reason });
+    const code = refusal.reason === 'unsupported_transfer_encoding' ? refusal.reason : 'bad_request';
+    const body = errorBody(code, refusal.message);
     const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-    if (res) res.writeHead(status, headers).end(body);
-    else if (stream) {
-      stream.respond({ ':status': status, ...headers });
+    if (res) {
+      res.shouldKeepAlive = false;
+      this.closingSockets.add(res.socket ?? res.req.socket);
+      res.req.resume();
+      res.writeHead(refusal.status, headers).end(body);
+    } else if (stream) {
+      stream.respond({ ':status': refusal.status, ...headers });
       stream.end(body);
     }
   }
+}
+
+function rulesOf(routing: Config['routing']): RequestRules {
+  const keyHeaders = routing.keys.flatMap((source) => (source.kind === 'header' ? [source.name] : []));
+  return { underscoreHeaders: routing.underscoreHeaders, keyHeaders };
 }

@@ -5,23 +5,27 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { answerClientError, type ClientErrorReason, cutByVeer } from './errors.js';
+import { answerClientError, type ClientErrorReason, cutByVeer, errorBody } from './errors.js';
+import { RefusedStreams } from './refused-streams.js';
 import { ResetBudget } from './reset-budget.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const TLS_HANDSHAKE = 0x16;
 /** The reason a session is closed for resetting too fast (an error, or node would send GOAWAY NO_ERROR). */
 const RESET_FLOOD = new Error('client reset streams too fast');
+/** Set on an HTTP/2 connection's socket (through the session's socket proxy): its refused-stream tally. */
+const kRefused = Symbol('veer.refusedStreams');
 
 export type Protocol = 'http/1.1' | 'h2c' | 'h2' | 'https/1.1';
 
 export interface FrontListenerOptions {
   listen: Config['listen'];
   onHttp1: (req: IncomingMessage, res: ServerResponse) => void;
-  onHttp2: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+  onHttp2: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
   logger: Logger;
   /** Called when veer turns a client away itself: a malformed HTTP/1.1 request, an abusive HTTP/2 session. */
   onRejected?: (reason: RejectReason) => void;
@@ -29,7 +33,7 @@ export interface FrontListenerOptions {
   clock?: () => number;
 }
 
-export type RejectReason = ClientErrorReason | 'stream_reset_flood';
+export type RejectReason = ClientErrorReason | 'stream_reset_flood' | 'stream_refused';
 
 /**
  * node's `allowHTTP1` answers HTTP/1.1 on a plaintext port with SETTINGS+GOAWAY (nodejs/node#26795),
@@ -78,6 +82,12 @@ export class FrontListener {
       const reason = answerClientError(err, socket);
       if (reason) options.onRejected?.(reason);
     });
+    // CONNECT asks for a tunnel, which veer does not open: without a listener node closes the socket
+    // without a word.
+    this.h1.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      refuseConnect(req, socket);
+      options.onRejected?.('bad_request');
+    });
 
     this.h2 = http2.createServer({
       settings: {
@@ -102,7 +112,15 @@ export class FrontListener {
     this.h2.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       const budget = new ResetBudget(l.streamResetBurst, l.streamResetRate, this.clock);
+      const refused = new RefusedStreams(session, (count) => {
+        for (let i = 0; i < count; i++) options.onRejected?.('stream_refused');
+      });
+      // Set through the socket proxy onto the socket, whose end/close listeners (registered in handOver,
+      // before node's own) tally the last refusals while the session can still be read.
+      (session.socket as unknown as Record<symbol, RefusedStreams>)[kRefused] = refused;
       session.on('stream', (stream: ServerHttp2Stream) => {
+        refused.announce();
+        refused.tally();
         // A HEADERS and its RST_STREAM read in one chunk: the stream is closed before it is announced.
         if (stream.closed) return this.streamClosed(session, budget, stream);
         this.openStreams.set(session, (this.openStreams.get(session) ?? 0) + 1);
@@ -219,6 +237,12 @@ export class FrontListener {
   private handOver(socket: net.Socket, protocol: Protocol, server: net.Server | http2.Http2Server): void {
     this.connections[protocol]++;
     socket.once('close', () => this.connections[protocol]--);
+    if (protocol === 'h2' || protocol === 'h2c') {
+      const tally = () => (socket as unknown as Record<symbol, RefusedStreams | undefined>)[kRefused]?.tally();
+      socket.once('end', tally);
+      socket.once('error', tally);
+      socket.once('close', tally);
+    }
     server.emit('connection', socket);
   }
 
@@ -253,6 +277,17 @@ export class FrontListener {
     // Clears http's connection-checking timer; the 'not running' error is expected here.
     this.h1.close(() => {});
   }
+}
+
+/** A CONNECT request: 400, and the connection closes (what follows would be tunnel bytes). */
+function refuseConnect(req: IncomingMessage, socket: Duplex): void {
+  const body = errorBody(
+    'bad_request',
+    `CONNECT is not served here (no tunnels), target "${(req.url ?? '').slice(0, 64)}"`,
+  );
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** The sniffer's timeout listener: a socket that said nothing in time is closed. */

@@ -19,11 +19,12 @@ function asUtf8(latin1: string): string {
   return text.includes('\uFFFD') ? latin1 : text;
 }
 
+/**
+ * The header's value as the upstream gets it. The proxy refuses a key header sent on several lines (node
+ * would join them as "a, b"), so a comma here is part of one line and of the key.
+ */
 function first(value: string | string[] | undefined): string | undefined {
-  let v = Array.isArray(value) ? value[0] : value;
-  // A repeated header reaches here joined by node as "a, b": the first line is the key.
-  const joined = v?.indexOf(', ') ?? -1;
-  if (joined !== -1) v = v!.slice(0, joined);
+  const v = Array.isArray(value) ? value[0] : value;
   return v === undefined || v === '' ? undefined : asUtf8(v);
 }
 
