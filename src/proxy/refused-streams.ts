@@ -13,6 +13,7 @@ import type { Http2Session } from 'node:http2';
 export class RefusedStreams {
   private announced = 0;
   private counted = 0;
+  private stopped = false;
 
   constructor(
     private readonly session: Http2Session,
@@ -25,11 +26,19 @@ export class RefusedStreams {
   }
 
   /**
+   * No more counting: the session is being closed for abuse (counted as that), or closing, when node itself
+   * refuses new streams.
+   */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /**
    * Counts what nghttp2 refused since the last call. Also called when the connection ends (the socket's
    * 'end', 'error' or 'close', listened to before node's own so the session is still readable).
    */
   tally(): void {
-    if (this.session.destroyed) return;
+    if (this.stopped || this.session.destroyed || this.session.closed) return;
     const last = this.session.state.lastProcStreamID ?? 0;
     const seen = last > 0 ? (last + 1) / 2 : 0;
     const refused = seen - this.announced - this.counted;

@@ -51,6 +51,8 @@ export class FrontListener {
   private readonly options: FrontListenerOptions;
   /** Streams open per HTTP/2 session, for the idle timeout. */
   private readonly openStreams = new WeakMap<Http2Session, number>();
+  /** Each HTTP/2 session's tally of the streams nghttp2 refused. */
+  private readonly refusals = new WeakMap<Http2Session, RefusedStreams>();
   /** Sessions already being closed for resetting too fast. */
   private readonly calmed = new WeakSet<Http2Session>();
   private readonly clock: () => number;
@@ -118,6 +120,9 @@ export class FrontListener {
       // Set through the socket proxy onto the socket, whose end/close listeners (registered in handOver,
       // before node's own) tally the last refusals while the session can still be read.
       (session.socket as unknown as Record<symbol, RefusedStreams>)[kRefused] = refused;
+      this.refusals.set(session, refused);
+      // A client's GOAWAY closes the session right after this event: count before that.
+      session.on('goaway', () => refused.tally());
       session.on('stream', (stream: ServerHttp2Stream) => {
         refused.announce();
         refused.tally();
@@ -224,6 +229,7 @@ export class FrontListener {
     if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || cutByVeer.has(stream)) return;
     if (session.destroyed || budget.spend() || this.calmed.has(session)) return;
     this.calmed.add(session);
+    this.refusals.get(session)?.stop();
     this.options.logger.warn(
       { client: session.socket?.remoteAddress, reason: 'stream_reset_flood' },
       'HTTP/2 client resets streams too fast: session closed (GOAWAY ENHANCE_YOUR_CALM)',
