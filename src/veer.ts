@@ -156,6 +156,7 @@ export class Veer {
       ? new AdminServer({
           host: config.admin.host,
           port: config.admin.port,
+          allowedHosts: () => this.config.admin.allowedHosts,
           routes: [...this.baseRoutes(), ...this.apiRoutes(), ...dashboardRoutes({ logger: this.logger })],
           metrics: this.metrics,
           logger: this.logger,

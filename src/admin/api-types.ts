@@ -42,7 +42,8 @@ export interface Overrides {
 export interface Status {
   rollout: Rollout;
   upstreams: { legacy: UpstreamStatus; new: UpstreamStatus };
-  overrides: Overrides;
+  /** Only for a request with a valid token (read or operator). */
+  overrides?: Overrides;
   slo: {
     on_breach: string;
     interval_ms: number;

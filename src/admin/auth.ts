@@ -67,19 +67,22 @@ const AUTH_MESSAGE: Readonly<Record<'missing' | 'malformed' | 'unknown', string>
 };
 
 /**
- * Authentication before the handler: an operator token for `operate`, and for `read` when reads need
- * one. A refusal answers 401/403 with its JSON error and, on a mutating route, is audited.
+ * Authentication before the handler: an operator token for `operate`, any token for `private`, and for
+ * `read` when reads need one. A refusal answers 401/403 with its JSON error and, on a mutating route, is
+ * audited. An open read still learns who presented a valid token (the status shows overrides to them).
  */
 export function withAuth(
   gate: AuthGate,
-  access: 'read' | 'operate',
+  access: 'read' | 'private' | 'operate',
   action: string,
   handler: AuthorizedHandler,
 ): (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> {
   return async (req, res, url) => {
-    if (access === 'read' && !gate.readRequiresToken()) return handler(req, res, url, undefined);
     const auth = gate.auth();
     const result = auth.authenticate(req.headers.authorization);
+    if (access === 'read' && !gate.readRequiresToken()) {
+      return handler(req, res, url, result.ok ? result.principal : undefined);
+    }
     const detail = {
       route: `${req.method} ${url.pathname}`,
       attempted: action,

@@ -10,6 +10,20 @@ export const bad = (message: string) => new VeerError('bad_request', message);
 const MAX_REASON = 500;
 const MAX_KEY = 256;
 
+/**
+ * Characters a terminal or a log viewer acts on instead of showing: C0 controls but TAB, DEL, C1 controls
+ * (ESC, CSI, OSC start sequences that recolour, retitle or rewrite a screen; CR and LF forge rows), the line
+ * and paragraph separators, and the bidi overrides and isolates that reorder what is shown.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it refuses.
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** Names the first control character of `text` as U+XXXX, or undefined when there is none. */
+function controlIn(text: string): string | undefined {
+  const m = CONTROL.exec(text);
+  return m ? `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}` : undefined;
+}
+
 /** The body as parsed JSON (undefined when empty); 413 past `maxBytes`, 400 when it is not JSON. */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
@@ -62,6 +76,8 @@ export function reasonOf(body: Body, required: boolean): string {
     return '(no reason given)';
   }
   if (trimmed.length > MAX_REASON) throw bad(`reason: must be at most ${MAX_REASON} characters`);
+  const control = controlIn(trimmed);
+  if (control) throw bad(`reason: must not contain control characters (found ${control}; TAB is allowed)`);
   return trimmed;
 }
 
@@ -81,5 +97,7 @@ export function percentOf(body: Body): number {
 export function keyOf(key: unknown, field: string): string {
   if (typeof key !== 'string' || key.length === 0) throw bad(`${field}: must be a non-empty string`);
   if (key.length > MAX_KEY) throw bad(`${field}: must be at most ${MAX_KEY} characters`);
+  const control = controlIn(key);
+  if (control) throw bad(`${field}: must not contain control characters (found ${control}; TAB is allowed)`);
   return key;
 }

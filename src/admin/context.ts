@@ -34,11 +34,18 @@ export interface AdminContext {
 /** A handler after authentication: `who` is the token's principal, undefined on an open read. */
 export type ApiHandler = AuthorizedHandler;
 
+/**
+ * The token a route needs: `read` one only when admin.read_requires_token says so, `private` any token
+ * always (it lists routing keys, which are user identifiers and, while the key header comes from clients,
+ * bearer secrets that route onto new), `operate` an operator token.
+ */
+export type Access = 'read' | 'private' | 'operate';
+
 /** One row of the route table: `access` decides the token needed, `action` names it in the audit log. */
 export interface ApiRoute {
   method: string;
   path: string;
-  access: 'read' | 'operate';
+  access: Access;
   action: string;
   handler: ApiHandler;
 }

@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { VeerError } from '../errors.js';
 import { ControllerError } from '../guard/controller.js';
+import { RefusalAuditLimit } from './audit-limit.js';
 import { withAuth } from './auth.js';
 import type { AdminContext, ApiRoute } from './context.js';
 import { auditRoutes } from './handlers/audit.js';
@@ -40,11 +41,22 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
     ...reloadRoutes(ctx),
     ...auditRoutes(ctx),
   ];
+  const limit = new RefusalAuditLimit(ctx.clock);
   const gate = {
     auth: ctx.auth,
     readRequiresToken: () => ctx.config().admin.readRequiresToken,
-    refused: (actor: string, message: string, detail: Record<string, unknown>) =>
-      ctx.controller.refused(actor, 'refused', message, detail),
+    refused: (actor: string, message: string, detail: Record<string, unknown>) => {
+      // A flood of refused attempts (anything that can reach the port can make them) must not push the
+      // real entries out of the audit log's last lines.
+      const skipped = limit.admit(String(detail.remote ?? 'unknown'));
+      if (skipped === undefined) return;
+      ctx.controller.refused(
+        actor,
+        'refused',
+        message,
+        skipped > 0 ? { ...detail, not_audited_before: skipped } : detail,
+      );
+    },
   };
   return table.map((route) => ({
     method: route.method,

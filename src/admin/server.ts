@@ -6,6 +6,7 @@ import { type ErrorCode, errorBody, statusOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/registry.js';
 import { answerClientError } from '../proxy/errors.js';
+import { crossSite, hostAllowed } from './origin.js';
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -37,6 +38,8 @@ export function sendError(
 export interface AdminServerOptions {
   host: string;
   port: number;
+  /** admin.allowed_hosts as now configured (a reload may change it). */
+  allowedHosts?: () => readonly string[];
   routes: AdminRoute[];
   metrics: Metrics;
   logger: Logger;
@@ -61,6 +64,26 @@ export class AdminServer {
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse): void {
+    // Every answer, errors and the dashboard's assets included: a browser must not guess another type.
+    res.setHeader('x-content-type-options', 'nosniff');
+    if (!hostAllowed(req.headers.host, this.options.allowedHosts?.() ?? [])) {
+      res.once('finish', () => this.options.metrics.adminRequests.inc({ route: 'unknown', code: '421' }));
+      req.resume();
+      sendError(
+        res,
+        'misdirected_request',
+        `this admin listener does not answer to Host ${(req.headers.host ?? '').slice(0, 64)}; add the name to admin.allowed_hosts`,
+      );
+      return;
+    }
+    const foreign = crossSite(req);
+    if (foreign !== undefined) {
+      // Before any route runs, so a page elsewhere cannot write an audit line either.
+      res.once('finish', () => this.options.metrics.adminRequests.inc({ route: 'unknown', code: '403' }));
+      req.resume();
+      sendError(res, 'cross_site', `cross-site request refused: ${foreign}`);
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://admin');
     const onPath = this.routes.filter((r) => r.path === url.pathname);
     const route =

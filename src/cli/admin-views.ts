@@ -1,9 +1,11 @@
 // The human-readable text the operator CLI prints for each admin API reply (`--json` prints the reply itself).
 
 import type { Audit, AuditEntry, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
+import { printable } from './printable.js';
 
+/** Aligned columns; every cell is made printable first, so a reason cannot forge a row or move the cursor. */
 export function table(header: string[], rows: string[][]): string {
-  const all = [header, ...rows];
+  const all = [header, ...rows].map((row) => row.map(printable));
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   return all
     .map((r) =>
@@ -62,7 +64,7 @@ export function rolloutView(r: Rollout): string {
 /** `key  value` lines with the values aligned. */
 function pairs(lines: [string, string][]): string {
   const width = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('');
+  return lines.map(([k, v]) => `${k.padEnd(width)}  ${printable(v)}\n`).join('');
 }
 
 export function statusView(s: Status): string {
@@ -93,7 +95,7 @@ export function statusView(s: Status): string {
     `window TTFB over the last ${duration(s.slo.window_ms)}:`,
     table(['upstream', 'p50', 'p95', 'p99', 'errors', 'samples', 'in-flight', 'url'], [up('legacy'), up('new')]),
     '',
-    `SLO rules (on breach: ${s.slo.on_breach ?? '?'}; evaluated ${s.slo.evaluated_at ?? 'not yet'}):`,
+    printable(`SLO rules (on breach: ${s.slo.on_breach ?? '?'}; evaluated ${s.slo.evaluated_at ?? 'not yet'}):`),
     rules.length > 0
       ? table(['rule', 'value', 'threshold', 'samples/min', 'result'], rules)
       : '(no rules configured: nothing guards this rollout)',
@@ -104,7 +106,7 @@ export function statusView(s: Status): string {
 }
 
 export function overridesView(o: Overrides): string {
-  const list = (keys: string[]) => (keys.length === 0 ? '(none)' : keys.join(', '));
+  const list = (keys: string[]) => (keys.length === 0 ? '(none)' : keys.map(printable).join(', '));
   return `overrides pinned to new:    ${list(o.new)}\noverrides pinned to legacy: ${list(o.legacy)}\n`;
 }
 
@@ -122,9 +124,9 @@ export function auditView(a: Audit): string {
 }
 
 export function reloadView(r: ReloadReply): string {
-  const list = (x: string[]) => (x.length === 0 ? '(none)' : x.join(', '));
+  const list = (x: string[]) => (x.length === 0 ? '(none)' : x.map(printable).join(', '));
   return (
-    `config reloaded (rollout ${r.rollout_id})\n` +
+    `config reloaded (rollout ${printable(r.rollout_id)})\n` +
     `changed:          ${list(r.changed)}\n` +
     `restart required: ${list(r.restart_required)}\n`
   );

@@ -4,6 +4,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { Audit, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
 import { AdminClient, CliFailure, EXIT_OK, EXIT_USAGE, resolveTarget } from './admin-client.js';
 import { auditView, overridesView, reloadView, rolloutView, statusView } from './admin-views.js';
+import { printable, printableJson } from './printable.js';
 
 export const OPERATOR_COMMANDS = [
   'status',
@@ -293,12 +294,13 @@ export async function runOperator(command: OperatorCommand, args: string[]): Pro
     }
     client = new AdminClient(resolveTarget(p.common));
     const reply = await client.call(p.call.method, p.call.path, p.call.body);
-    process.stdout.write(p.common.json ? `${reply.text}\n` : p.call.view(reply.body));
+    process.stdout.write(p.common.json ? `${printableJson(reply.text)}\n` : p.call.view(reply.body));
     return EXIT_OK;
   } catch (err) {
     if (!(err instanceof CliFailure)) throw err;
-    process.stderr.write(`veer: ${err.message}\n`);
-    for (const d of err.details) process.stderr.write(`  ${d}\n`);
+    // API messages can quote what a request carried (a key, a reason).
+    process.stderr.write(`veer: ${printable(err.message)}\n`);
+    for (const d of err.details) process.stderr.write(`  ${printable(d)}\n`);
     if (err instanceof UsageError) process.stderr.write(`usage: veer ${err.synopsis} (veer help for all options)\n`);
     return err.exitCode;
   } finally {

@@ -69,7 +69,7 @@ describe('veer operator commands against a running veer', () => {
   let configText: (rule?: string, weight?: number) => string;
 
   const api = async (path: string) => {
-    const res = await request(`${adminUrl}${path}`);
+    const res = await request(`${adminUrl}${path}`, { headers: { authorization: `Bearer ${OPERATOR}` } });
     return (await res.body.json()) as { rollout?: Record<string, unknown> };
   };
   /** Connection flags for most runs: explicit address and the operator token file. */
@@ -123,7 +123,8 @@ describe('veer operator commands against a running veer', () => {
     for (let i = 0; i < 8; i++) await Promise.all([send('tester'), send(`user-${i}`)]);
     await waitFor(() => proxy.controller.lastVerdict?.rules.every((r) => r.status === 'pass') === true);
 
-    const r = await veer(['status', '--config', configFile]);
+    // The overrides part of the status is shown to a token holder only (a read-only token will do).
+    const r = await veer(['status', '--config', configFile, '--token-file', join(dir, 'viewer.token')]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^rollout +cli-test$/m);
@@ -221,9 +222,13 @@ describe('veer operator commands against a running veer', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ new: ['tester', 'u2'], legacy: [] });
 
-    r = await veer(['overrides', '--admin', adminUrl]);
+    r = await veer(['overrides', '--admin', adminUrl, '--token-file', join(dir, 'viewer.token')]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('overrides pinned to new:    tester, u2\noverrides pinned to legacy: (none)\n');
+    // Routing keys are never listed without a token, whatever admin.read_requires_token says.
+    r = await veer(['overrides', '--admin', adminUrl]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/401 unauthorized/);
   });
 
   it('reload reports the changed fields; an invalid file is refused with its problems and exit 1', async () => {

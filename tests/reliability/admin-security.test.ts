@@ -121,7 +121,7 @@ describe('admin security', () => {
     });
     // Declares 10 MB, sends 1 KB, then waits: the answer and the close must not wait for the rest.
     socket.write(
-      `POST /api/kill HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n${'x'.repeat(1024)}`,
+      `POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n${'x'.repeat(1024)}`,
     );
     const timer = setTimeout(() => socket.destroy(), 5_000);
     const ms = await closed;
@@ -136,12 +136,12 @@ describe('admin security', () => {
     const fds = openFds() - pooledFds(stack.veer);
     const garbage = [
       'GARBAGE\r\n\r\n',
-      'GET /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
-      `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
-      'POST /api/kill HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"bad":',
-      'GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
-      'DELETE /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
-      `POST /api/kill HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${WRONG}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+      'GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+      `GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      'POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"bad":',
+      'GET /../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+      'DELETE /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+      `POST /api/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${WRONG}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
     ];
     const one = (payload: string) =>
       new Promise<void>((resolve) => {

@@ -17,7 +17,7 @@ export function overridesRoutes(ctx: AdminContext): ApiRoute[] {
     {
       method: 'GET',
       path: '/api/overrides',
-      access: 'read',
+      access: 'private',
       action: 'overrides',
       handler: async (_req, res) => sendJson(res, 200, overridesReply()),
     },

@@ -66,7 +66,8 @@ function upstreamJson(ctx: AdminContext, name: UpstreamName) {
   };
 }
 
-export function statusJson(ctx: AdminContext) {
+/** The status; `withOverrides` only for a request that presented a valid token. */
+export function statusJson(ctx: AdminContext, withOverrides = false) {
   const config = ctx.config();
   const controller = ctx.controller;
   const verdict = controller.lastVerdict;
@@ -93,7 +94,7 @@ export function statusJson(ctx: AdminContext) {
       evaluated_at: verdict ? new Date(verdict.at).toISOString() : null,
       rules,
     },
-    overrides: controller.effectiveOverrides(),
+    overrides: withOverrides ? controller.effectiveOverrides() : undefined,
     time: new Date(ctx.clock()).toISOString(),
   };
 }
@@ -105,7 +106,8 @@ export function statusRoutes(ctx: AdminContext): ApiRoute[] {
       path: '/api/status',
       access: 'read',
       action: 'status',
-      handler: async (_req, res) => sendJson(res, 200, serializeStatus(statusJson(ctx))),
+      // Overrides only to a token holder: the keys are user identifiers, and bearer secrets onto new.
+      handler: async (_req, res, _url, who) => sendJson(res, 200, serializeStatus(statusJson(ctx, who !== undefined))),
     },
     {
       method: 'GET',
