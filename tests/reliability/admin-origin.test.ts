@@ -115,7 +115,7 @@ describe('cross-site requests', () => {
   it('refuses a cross-site POST with 403 before it is authenticated or audited', async () => {
     const before = refusedLines().length;
     const version = stack.veer.controller.snapshot.version;
-    for (const headers of [
+    for (const headers of <Record<string, string>[]>[
       { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', origin: 'http://evil.example' },
       { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'cors' },
       { origin: 'http://evil.example' },
