@@ -244,7 +244,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     rejectedRequests: new Counter({
       name: 'veer_rejected_requests_total',
-      help: 'Requests refused by veer itself before routing, by reason (bad_request, header_too_large, request_timeout, stream_reset_flood).',
+      help: 'Requests refused by veer itself before routing, by reason (bad_request, header_too_large, request_timeout, unsupported_transfer_encoding, stream_refused, stream_reset_flood).',
       labelNames: ['reason'] as const,
       registers,
     }),
