@@ -69,6 +69,9 @@ export class FrontListener {
         // Long streams are normal; a request body still has to arrive within five minutes.
         requestTimeout: 300_000,
         keepAliveTimeout: l.idleTimeoutMs,
+        // veer answers a missing Host itself (request-checks.ts): node's own 400 has no JSON body and is
+        // not counted. llhttp stays strict (no insecureHTTPParser); duplicate fields are joined by node
+        // as "a, b" either way, so joinDuplicateHeaders would change nothing veer checks.
         requireHostHeader: false,
         connectionsCheckingInterval: Math.min(1000, l.headersTimeoutMs),
       },
