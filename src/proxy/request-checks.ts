@@ -47,7 +47,12 @@ function underscoreName(raw: readonly string[]): string | undefined {
 }
 
 /** Checks shared by both protocols: the header names with `_`, a key header sent twice, the Host syntax. */
-function checkFields(raw: readonly string[], host: string | undefined, rules: RequestRules): Refusal | undefined {
+function checkFields(
+  headers: IncomingHttpHeaders,
+  raw: readonly string[],
+  host: string | undefined,
+  rules: RequestRules,
+): Refusal | undefined {
   if (host !== undefined && !HOST.test(host)) return bad(`Host must be host[:port], got "${host.slice(0, 64)}"`);
   if (rules.underscoreHeaders === 'reject') {
     const name = underscoreName(raw);
@@ -55,8 +60,12 @@ function checkFields(raw: readonly string[], host: string | undefined, rules: Re
       return bad(`header name with "_" refused (routing.underscore_headers): ${name.slice(0, 64)}`);
   }
   for (const name of rules.keyHeaders) {
-    // node would join them as "a, b"; which one is the user is anyone's guess, so neither is taken.
-    if (lines(raw, name) > 1) return bad(`the routing key header ${name} was sent more than once`);
+    // node joins repeated lines as "a, b"; which one is the user is anyone's guess, so neither is taken.
+    // Only a value with ", " can be a join: the raw lines are counted for those alone.
+    const value = headers[name];
+    if (typeof value === 'string' && value.includes(', ') && lines(raw, name) > 1) {
+      return bad(`the routing key header ${name} was sent more than once`);
+    }
   }
   return undefined;
 }
@@ -90,7 +99,7 @@ export function checkHttp1(req: IncomingMessage, rules: RequestRules): Refusal |
       };
     }
   }
-  return checkFields(raw, req.headers.host, rules);
+  return checkFields(req.headers, raw, req.headers.host, rules);
 }
 
 export function checkHttp2(
@@ -110,5 +119,5 @@ export function checkHttp2(
   if (authority !== undefined && !HOST.test(authority)) {
     return bad(`:authority must be host[:port], got "${authority.slice(0, 64)}"`);
   }
-  return checkFields(raw, host, rules);
+  return checkFields(headers, raw, host, rules);
 }
