@@ -68,6 +68,16 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): C
   return reason;
 }
 
+/**
+ * Writes `answer` and ends the socket once every response pending on it is out: an answer veer writes on
+ * the raw socket (a CONNECT refused) must not overtake the responses to requests pipelined before it.
+ */
+export function endAfterPending(socket: Duplex, answer: string): void {
+  afterPending(socket, () => {
+    if (!socket.destroyed && socket.writable) socket.end(answer);
+  });
+}
+
 /** Runs `then` once no response is pending on the socket (node hands it queued pipelined ones in turn). */
 function afterPending(socket: Duplex, then: () => void): void {
   const pending = (socket as { _httpMessage?: PendingResponse | null })._httpMessage;

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { answerClientError, type ClientErrorReason, cutByVeer, errorBody } from './errors.js';
+import { answerClientError, type ClientErrorReason, cutByVeer, endAfterPending, errorBody } from './errors.js';
 import { RefusedStreams } from './refused-streams.js';
 import { ResetBudget } from './reset-budget.js';
 
@@ -294,7 +294,8 @@ function refuseConnect(req: IncomingMessage, socket: Duplex): void {
     'bad_request',
     `CONNECT is not served here (no tunnels), target "${(req.url ?? '').slice(0, 64)}"`,
   );
-  socket.end(
+  endAfterPending(
+    socket,
     `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }

@@ -149,6 +149,20 @@ describe('HTTP/1.1 pipelining', () => {
   });
 });
 
+describe('HTTP/1.1 pipelining, CONNECT', () => {
+  it("answers a CONNECT pipelined behind a GET after the GET's response", async () => {
+    const before = stack.legacy.requests.length;
+    const { answer, closed } = await rawExchange(
+      stack.port,
+      `GET /before-connect HTTP/1.1\r\n${H}\r\nCONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n`,
+    );
+    expect(closed).toBe(true);
+    expect(stack.legacy.requests.slice(before).map((r) => r.head.split(' ')[1])).toEqual(['/before-connect']);
+    expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
+    expect(answer.indexOf('HTTP/1.1 400 Bad Request')).toBeGreaterThan(answer.indexOf('\r\n\r\nok'));
+  });
+});
+
 describe('HTTP/2 requests checked as HTTP/1.1 ones are', () => {
   it.each([
     ['get', 'a lower-case method'],
