@@ -36,7 +36,7 @@ function typeOf(s: Schema, ref?: string): string {
   if (s.const !== undefined) return `\`${String(s.const)}\``;
   if (s.type === 'array') {
     const item = resolve(s.items ?? {});
-    if (item.anyOf) return 'list of strings or objects';
+    if (item.anyOf) return `list of ${item.anyOf[0]?.type === 'number' ? 'numbers' : 'strings'} or objects`;
     return `list of ${item.properties ? 'objects' : typeOf(item, s.items?.$ref)}`;
   }
   if (s.anyOf) return 'string or object';

@@ -20,4 +20,13 @@ export interface RuleJson {
   min_samples: number;
   /** Why a query rule is inconclusive (no_data, timeout, stale...). */
   detail?: string;
+  /** observe: shown and alerted, never acting. */
+  action?: 'act' | 'observe';
+  /** The evidence bounds at slo.confidence (a rate's, or the share of requests over a latency limit). */
+  lower?: number | null;
+  upper?: number | null;
+  /** Requests still waiting for a first byte past the limit, counted as samples at least that slow. */
+  waiting?: number;
+  /** How a pass or breach was reached: on min_samples, or on the bounds before min_samples. */
+  decided_by?: 'samples' | 'bounds' | null;
 }

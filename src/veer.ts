@@ -200,7 +200,7 @@ export class Veer {
   }
 
   private localWindows() {
-    return { legacy: this.recorder.windows.legacy.snapshot(), new: this.recorder.windows.new.snapshot() };
+    return { legacy: this.recorder.sideView('legacy'), new: this.recorder.sideView('new') };
   }
 
   private apiRoutes(): AdminRoute[] {

@@ -14,7 +14,16 @@ export interface Rollout {
   steps: number[];
   kill_reason: string | null;
   latched: boolean;
-  gate: { next_percent: number; waiting_for_approval: boolean; eligible_at: string | null } | null;
+  gate: {
+    next_percent: number;
+    waiting_for_approval: boolean;
+    eligible_at: string | null;
+    /** This step waits for an operator's promote (gate: manual). */
+    manual?: boolean;
+    min_duration_ms?: number;
+  } | null;
+  /** Set while the step has been inconclusive for slo.inconclusive_limit. */
+  stalled?: { since: string; limit_ms: number; on_inconclusive: string } | null;
   last_change: { time: string; actor: string; action: string; reason: string } | null;
   version: number;
 }
@@ -30,6 +39,8 @@ export interface UpstreamStatus {
   requests: number;
   errors: number;
   inflight: number;
+  /** Age of the oldest request still waiting for its first byte, ms (0 when none). */
+  oldest_waiting_ms?: number;
   requests_total: number;
 }
 
@@ -48,6 +59,11 @@ export interface Status {
     on_breach: string;
     interval_ms: number;
     window_ms: number;
+    confidence?: number;
+    failure_limit?: number | null;
+    step_breaches?: number;
+    inconclusive_limit_ms?: number | null;
+    on_inconclusive?: string;
     evaluated_at: string | null;
     rules: RuleJson[];
   };

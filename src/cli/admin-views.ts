@@ -49,11 +49,18 @@ export function rolloutView(r: Rollout): string {
     ['latch', r.latched ? 'LATCHED: flapping; holds on legacy until `veer resume`' : 'off'],
   ];
   if (r.gate) {
+    const manual = r.gate.manual ? ' (manual gate: then `veer promote`)' : '';
     lines.push([
       'next',
       r.gate.waiting_for_approval
         ? `${r.gate.next_percent}%, waiting for approval (\`veer promote\`)`
-        : `${r.gate.next_percent}%${r.gate.eligible_at ? `, eligible at ${r.gate.eligible_at} if every rule keeps passing` : ', once every rule passes'}`,
+        : `${r.gate.next_percent}%${r.gate.eligible_at ? `, eligible at ${r.gate.eligible_at} if every rule keeps passing` : ', once every rule passes at this step'}${manual}`,
+    ]);
+  }
+  if (r.stalled) {
+    lines.push([
+      'stalled',
+      `STALLED: inconclusive since ${r.stalled.since} (limit ${duration(r.stalled.limit_ms)}); on_inconclusive ${r.stalled.on_inconclusive}`,
     ]);
   }
   const c = r.last_change;

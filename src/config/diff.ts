@@ -19,6 +19,7 @@ const snake = (path: string) => path.replace(/[A-Z]/g, (c) => `_${c.toLowerCase(
 const FILE_NAMES: Record<string, string> = {
   'rollout.weight_bp': 'rollout.weight',
   'rollout.steps_bp': 'rollout.steps',
+  'rollout.step_plans': 'rollout.steps',
   'slo.flap_max_flips': 'slo.flap.max_flips',
   'slo.flap_period_ms': 'slo.flap.period',
 };

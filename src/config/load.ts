@@ -14,6 +14,7 @@ import type {
   NotifyConfig,
   PrometheusSourceConfig,
   SloRule,
+  StepPlan,
   TokenConfig,
   UpstreamConfig,
 } from './types.js';
@@ -129,8 +130,13 @@ function schemaProblems(errors: ErrorObject[]): string[] {
     byPath.set(path, list);
   }
   const out: string[] = [];
+  const paths = [...byPath.keys()].map((k) => k.split('\0')[0]!);
   for (const [key, errs] of byPath) {
     const [path, special] = key.split('\0');
+    // A value that may be a number or an object (a step) and is a bad object: name the bad field, not
+    // "must be number" for the value as a whole.
+    const deeper = paths.some((p) => p !== path && (p.startsWith(`${path}.`) || p.startsWith(`${path}[`)));
+    if (special === undefined && deeper && errs.every((e) => e.keyword === 'type' || e.keyword === 'anyOf')) continue;
     if (special === 'unknown') out.push(`${path}: unknown field`);
     else if (special === 'required') out.push(`${path}: is required`);
     else out.push(`${path}: ${reasonOf(errs)}`);
@@ -153,7 +159,20 @@ function upstreamConfig(raw: Raw): UpstreamConfig {
     keepAliveTimeoutMs: dur(raw.keep_alive_timeout, 4000),
     hostHeader: raw.host_header ?? 'upstream',
     tlsInsecure: raw.tls_insecure ?? false,
+    preconnect: raw.preconnect ?? 2,
   };
+}
+
+/** A step written as a number takes the rollout-wide plan; an object overrides it for that step. */
+function stepPlans(raw: Raw[], minDurationMs: number, autoPromote: boolean): StepPlan[] {
+  return raw.map((st): StepPlan => {
+    const weight: number = typeof st === 'number' ? st : st.weight;
+    return {
+      bp: Math.round(weight * 100),
+      minDurationMs: typeof st === 'object' && st.min_duration !== undefined ? dur(st.min_duration, 0) : minDurationMs,
+      gate: typeof st === 'object' && st.gate !== undefined ? st.gate : autoPromote ? 'auto' : 'manual',
+    };
+  });
 }
 
 function keySources(raw: Raw[] | undefined): KeySource[] {
@@ -193,7 +212,8 @@ export function buildConfig(
   const raw = doc as Raw;
   const problems: string[] = [];
 
-  const steps: number[] = raw.rollout.steps ?? [];
+  const rawSteps: Raw[] = raw.rollout.steps ?? [];
+  const steps: number[] = rawSteps.map((st) => (typeof st === 'number' ? st : st.weight));
   for (let i = 1; i < steps.length; i++) {
     if (steps[i]! <= steps[i - 1]!) problems.push(`rollout.steps[${i}]: must be greater than the step before it`);
   }
@@ -219,7 +239,7 @@ export function buildConfig(
     if (!parsed.ok) problems.push(`slo.rules[${i}]: ${parsed.reason}`);
     else if (rules.some((x) => x.name === parsed.rule.name))
       problems.push(`slo.rules[${i}]: duplicate rule name "${parsed.rule.name}"`);
-    else rules.push(parsed.rule);
+    else rules.push(typeof r === 'string' ? parsed.rule : { ...parsed.rule, action: r.action ?? 'act' });
   });
   let prometheus: PrometheusSourceConfig | undefined;
   if (slo.prometheus) {
@@ -363,6 +383,7 @@ export function buildConfig(
       // No weight: a stepped rollout starts at its first step. An explicit 0 stays 0 (a dark launch).
       weightBp: Math.round((raw.rollout.weight ?? (steps.length > 0 ? steps[0]! : 0)) * 100),
       stepsBp: steps.map((s) => Math.round(s * 100)),
+      stepPlans: stepPlans(rawSteps, dur(raw.rollout.step_min_duration, 300_000), raw.rollout.auto_promote ?? true),
       stepMinDurationMs: dur(raw.rollout.step_min_duration, 300_000),
       autoPromote: raw.rollout.auto_promote ?? true,
     },
@@ -389,6 +410,10 @@ export function buildConfig(
       flapPeriodMs: dur(slo.flap?.period, 600_000),
       rules,
       prometheus,
+      confidence: slo.confidence ?? 0.99,
+      failureLimit: slo.failure_limit ?? null,
+      inconclusiveLimitMs: slo.inconclusive_limit === undefined ? null : dur(slo.inconclusive_limit, 0),
+      onInconclusive: slo.on_inconclusive ?? 'hold',
     },
     admin: {
       enabled: adminEnabled,

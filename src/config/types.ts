@@ -11,6 +11,8 @@ export interface UpstreamConfig {
   keepAliveTimeoutMs: number;
   hostHeader: 'upstream' | 'client';
   tlsInsecure: boolean;
+  /** Connections opened at start, before the first request (absent: none). */
+  preconnect?: number;
 }
 
 export type KeySource =
@@ -21,11 +23,27 @@ export type KeySource =
 
 export type SloMetric = 'ttfb_p50' | 'ttfb_p90' | 'ttfb_p95' | 'ttfb_p99' | 'duration_p95' | 'error_rate';
 
+/** act: a breach counts toward the guard's decisions; observe: evaluated, shown, exported, alerted, never acting. */
+export type RuleAction = 'act' | 'observe';
+
 /** One SLO rule on the new upstream's window: absolute, or relative to legacy in the same window. */
-export type WindowRule =
+export type WindowRule = (
   | { name: string; text: string; metric: SloMetric; kind: 'absolute'; threshold: number; minSamples: number }
   | { name: string; text: string; metric: SloMetric; kind: 'ratio_to_legacy'; factor: number; minSamples: number }
-  | { name: string; text: string; metric: SloMetric; kind: 'delta_over_legacy'; delta: number; minSamples: number };
+  | { name: string; text: string; metric: SloMetric; kind: 'delta_over_legacy'; delta: number; minSamples: number }
+) & {
+  /** Absent means act. */
+  action?: RuleAction;
+};
+
+/** One step of a progressive rollout and its own plan. */
+export interface StepPlan {
+  bp: number;
+  /** Every rule must pass at this step for this long (on samples taken at this step) before the next one. */
+  minDurationMs: number;
+  /** auto: promote by itself; manual: wait at this step for an operator's promote. */
+  gate: 'auto' | 'manual';
+}
 
 /**
  * A rule on a Prometheus query (what the backend itself exports: KV cache use, queue length): the query's
@@ -37,7 +55,8 @@ export type QueryRule = { name: string; text: string; metric: 'query'; query: st
   | { kind: 'delta_over_legacy'; delta: number; legacyQuery: string }
 );
 
-export type SloRule = WindowRule | QueryRule;
+/** A window rule or a query rule; either may be observe-only (`action: observe`). */
+export type SloRule = (WindowRule | QueryRule) & { action?: RuleAction };
 
 /** Where query rules read from: a Prometheus HTTP API, each query bounded by `timeoutMs`. */
 export interface PrometheusSourceConfig {
@@ -59,6 +78,13 @@ export interface SloConfig {
   flapPeriodMs: number;
   rules: SloRule[];
   prometheus?: PrometheusSourceConfig;
+  /** One-sided confidence of the evidence bounds on rates (0.99). */
+  confidence: number;
+  /** Breaching evaluations at one step that act even when not consecutive; null: only consecutive_breaches. */
+  failureLimit: number | null;
+  /** A step inconclusive this long escalates; null: never. */
+  inconclusiveLimitMs: number | null;
+  onInconclusive: 'hold' | 'rollback';
 }
 
 /** One webhook told of decisions (src/notify). */
@@ -110,6 +136,8 @@ export interface Config {
     weightBp: number;
     /** Progressive steps in basis points, increasing; empty when not progressive. */
     stepsBp: number[];
+    /** The same steps with their own plans (min duration, gate), defaults filled in. */
+    stepPlans: StepPlan[];
     stepMinDurationMs: number;
     autoPromote: boolean;
   };

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/registry.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState, StateStore } from '../state/store.js';
-import { type ControllerObserver, type FleetHooks, type LocalChange, RoutingStateWriter } from './apply.js';
+import { type ControllerObserver, type FleetHooks, type LocalChange, RoutingStateWriter, summary } from './apply.js';
 import { type ChangeOutcome, freshState, NOTHING_CHANGED, type PlannedChange, percentOf } from './change.js';
 import {
   killChange,
@@ -21,13 +21,15 @@ import {
   setOverridesChange,
   weightChange,
 } from './commands.js';
-import { decide } from './decisions.js';
+import { decide, describeBreach, stallReason } from './decisions.js';
 import {
   evaluate,
   FRESH_MEMORY,
   type GuardMemory,
   guardActive,
   type QueryInput,
+  ruleJson,
+  stepWindows,
   type Verdict,
   type WindowView,
 } from './evaluate.js';
@@ -182,8 +184,9 @@ export class Controller {
    */
   tick(now = this.options.clock()): Verdict {
     const rollout = this.writer.state;
+    const windows = this.options.windows();
     const verdict = evaluate(
-      this.options.windows(),
+      windows,
       this.config.slo,
       {
         state: rollout.state,
@@ -191,6 +194,7 @@ export class Controller {
         stepsBp: this.config.rollout.stepsBp,
         stepMinDurationMs: this.config.rollout.stepMinDurationMs,
         autoPromote: this.config.rollout.autoPromote,
+        stepPlans: this.config.rollout.stepPlans,
         weightSince: rollout.weight_since,
         // The last automatic change (flips are kept in time order). Operator and config changes do not
         // start a cooldown: an operator meant it, and at start-up the window holds nothing from before.
@@ -199,6 +203,8 @@ export class Controller {
       this.memory,
       now,
       this.options.queries?.(),
+      // A promotion judges only the samples taken at this step.
+      stepWindows(windows, rollout.weight_since, this.config.slo.windowMs, now),
     );
     this.lastVerdict = verdict;
     this.ruleMetrics(verdict);
@@ -210,9 +216,13 @@ export class Controller {
       this.memory = FRESH_MEMORY;
       return verdict;
     }
+    const wasStalled = this.memory.stalled === true;
     this.memory = verdict.memory;
+    this.alertObserved(verdict);
+    if (verdict.action.kind === 'stalled' && !wasStalled) this.stalled(verdict);
     const towardNew = verdict.action.kind === 'promote' || verdict.action.kind === 'hold';
-    if (!(towardNew && fleet && !fleet.mayMoveTowardNew())) {
+    const stallRepeated = verdict.action.kind === 'stalled' && wasStalled;
+    if (!(towardNew && fleet && !fleet.mayMoveTowardNew()) && !stallRepeated) {
       // The flap latch counts flips on the controller's clock, as every change is dated.
       const decision = decide(verdict, rollout, this.config, this.options.clock());
       if (decision.kind === 'alert') {
@@ -303,15 +313,64 @@ export class Controller {
     return change ? this.writer.apply(change) : NOTHING_CHANGED;
   }
 
+  /**
+   * A step inconclusive for slo.inconclusive_limit: warned and audited once (until evidence comes back);
+   * on_inconclusive rollback then rolls back through the guard's decision, as a breach would.
+   */
+  private stalled(verdict: Verdict): void {
+    const rollout = this.writer.state;
+    const reason = stallReason(verdict, rollout, this.config);
+    this.options.logger.warn(
+      {
+        rollout: rollout.rollout_id,
+        weight_percent: percentOf(rollout.weight_bp),
+        on_inconclusive: this.config.slo.onInconclusive,
+      },
+      `rollout stalled: ${reason}`,
+    );
+    this.writer.appendAudit({
+      time: new Date(this.options.clock()).toISOString(),
+      actor: 'slo-guard',
+      action: 'stalled',
+      reason,
+      rollout_id: rollout.rollout_id,
+      before: summary(rollout),
+      after: summary(rollout),
+      rules: verdict.rules.map(ruleJson),
+    });
+  }
+
+  /** Rules observe-only now breaching: logged at warn when each starts (metrics count every evaluation). */
+  private readonly observing = new Set<string>();
+  private alertObserved(verdict: Verdict): void {
+    for (const rule of verdict.observed) {
+      if (!this.observing.has(rule.name)) {
+        this.options.logger.warn(
+          { rule: ruleJson(rule) },
+          `SLO breach (observe only, not acted on): ${describeBreach(rule)}`,
+        );
+      }
+    }
+    this.observing.clear();
+    for (const rule of verdict.observed) this.observing.add(rule.name);
+  }
+
+  /** Breaching evaluations at the current step (slo.failure_limit counts these). */
+  get stepBreaches(): number {
+    return this.memory.stepBreaches ?? 0;
+  }
+
   private ruleMetrics(verdict: Verdict): void {
     const metrics = this.options.metrics;
     const rollout = this.writer.state;
+    metrics.rolloutStalled.set(verdict.stalledSince === null ? 0 : 1);
     // Latency rules are exported in seconds (Prometheus base units), error rules as ratios.
     for (const rule of verdict.rules) {
       const inBaseUnits = (x: number) => (rule.unit === 'ms' ? x / 1000 : x);
       if (rule.value !== null) metrics.sloRuleValue.set({ rule: rule.name }, inBaseUnits(rule.value));
       if (rule.threshold !== null) metrics.sloRuleThreshold.set({ rule: rule.name }, inBaseUnits(rule.threshold));
       metrics.sloRuleStatus.set({ rule: rule.name }, rule.status === 'pass' ? 1 : rule.status === 'breach' ? -1 : 0);
+      metrics.sloRuleObserveOnly.set({ rule: rule.name }, rule.action === 'observe' ? 1 : 0);
       if (rule.status === 'breach' && guardActive(rollout.state, rollout.weight_bp)) {
         metrics.sloBreaches.inc({ rule: rule.name });
       }

@@ -15,7 +15,8 @@ export type GuardDecision =
 export function decide(verdict: Verdict, current: PersistedState, config: Config, now: number): GuardDecision {
   const action = verdict.action;
   const why = verdict.breached.map(describeBreach).join('; ');
-  const gateSeconds = config.rollout.stepMinDurationMs / 1000;
+  // The step's own min_duration (rollout.steps objects), else the rollout-wide one.
+  const gateSeconds = (verdict.gate?.minDurationMs ?? config.rollout.stepMinDurationMs) / 1000;
   switch (action.kind) {
     case 'alert':
       return { kind: 'alert', why };
@@ -40,7 +41,7 @@ export function decide(verdict: Verdict, current: PersistedState, config: Config
         config,
         now,
         'promote',
-        `every rule passed for ${gateSeconds}s; promoting to ${percentOf(action.toBp)}%`,
+        `every rule passed at this step for ${gateSeconds}s; promoting to ${percentOf(action.toBp)}%`,
         verdict.rules,
         { state: action.toBp === 10_000 ? 'promoted' : 'progressing', weight_bp: action.toBp },
       );
@@ -52,7 +53,7 @@ export function decide(verdict: Verdict, current: PersistedState, config: Config
           spec: {
             actor: 'slo-guard',
             action: 'gate_open',
-            reason: `every rule passed for ${gateSeconds}s; waiting for an operator to promote to ${percentOf(action.nextBp)}%`,
+            reason: `every rule passed at this step for ${gateSeconds}s; waiting for an operator to promote to ${percentOf(action.nextBp)}%`,
             cause: 'slo',
             safe: true,
             rules: verdict.rules,
@@ -60,9 +61,34 @@ export function decide(verdict: Verdict, current: PersistedState, config: Config
           mutate: (cur) => ({ ...cur, state: 'holding' }),
         },
       };
+    case 'stalled':
+      // The warning and the audit record are the controller's (once per stall); here only the follow-up.
+      if (action.onInconclusive !== 'rollback') return { kind: 'none' };
+      return automatic(
+        current,
+        config,
+        now,
+        'rollback',
+        `stalled: ${stallReason(verdict, current, config)}`,
+        verdict.rules,
+        {
+          state: 'rolled_back',
+          weight_bp: 0,
+        },
+      );
     case 'none':
       return { kind: 'none' };
   }
+}
+
+/** Why a step is stalled: how long, against which limit, and which rules still wait for samples. */
+export function stallReason(verdict: Verdict, current: PersistedState, config: Config): string {
+  const waiting = verdict.rules
+    .filter((r) => r.action === 'act' && r.status === 'inconclusive')
+    .map((r) => `${r.name} (${r.samples} of ${r.minSamples} samples)`)
+    .join(', ');
+  const sinceS = verdict.stalledSince === null ? 0 : Math.round((verdict.at - verdict.stalledSince) / 1000);
+  return `step at ${percentOf(current.weight_bp)}% inconclusive for ${sinceS}s (slo.inconclusive_limit ${(config.slo.inconclusiveLimitMs ?? 0) / 1000}s): ${waiting || 'not every rule judged at this step'}; on_inconclusive: ${config.slo.onInconclusive}`;
 }
 
 /** An automatic change counts toward the flap latch; one flip too many latches at the safe side. */

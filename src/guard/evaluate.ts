@@ -1,40 +1,12 @@
 // Pure SLO evaluation: (windows, policy, guard memory, now) → per-rule results and the action they call for.
 
-import type { QueryRule, SloConfig, SloMetric, SloRule, UpstreamName } from '../config/types.js';
-import type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
+import type { QueryRule, SloConfig, SloRule, StepPlan, UpstreamName } from '../config/types.js';
+import type { RolloutState, RuleJson } from '../rollout.js';
+import { judgeWindowRule, type RuleResult, type WindowView } from './evidence.js';
 import type { QueryReading, QueryReadings } from './prometheus.js';
 
-/** What evaluation reads from a measurement window (a WindowSnapshot satisfies it). */
-export interface WindowView {
-  requests: number;
-  errorRate: number;
-  ttfbSamples: number;
-  durationSamples: number;
-  ttfbQuantile(q: number): number | undefined;
-  durationQuantile(q: number): number | undefined;
-}
-
-export interface RuleResult {
-  name: string;
-  text: string;
-  metric: SloMetric | 'query';
-  status: RuleStatus;
-  /**
-   * The new upstream's value: milliseconds for latency metrics, a ratio for error_rate, the query's own
-   * value for a query rule; null without data.
-   */
-  value: number | null;
-  /** What the value is judged against (absolute, or derived from legacy in the same window). */
-  threshold: number | null;
-  /** For relative rules, legacy's value in the same window. */
-  legacy: number | null;
-  unit: 'ms' | 'ratio' | 'value';
-  /** Samples behind the value; for relative rules the smaller of the two sides (a query counts 1). */
-  samples: number;
-  minSamples: number;
-  /** Why a query rule is inconclusive (no_data, multiple_series, not_a_number, error, timeout, stale). */
-  detail?: string;
-}
+export type { RuleStatus } from '../rollout.js';
+export { measure, type RuleResult, type WindowView } from './evidence.js';
 
 /** Query rules' latest readings, and how old a reading may be before it no longer counts. */
 export interface QueryInput {
@@ -48,9 +20,21 @@ export interface GuardMemory {
   breachStreak: number;
   /** Start of the current run of evaluations in which every rule passed; null when the last did not. */
   passingSince: number | null;
+  /** Breaching evaluations at this step, in a row or not (slo.failure_limit). */
+  stepBreaches?: number;
+  /** Start of the current run of evaluations with an acting rule inconclusive; null when the last was conclusive. */
+  inconclusiveSince?: number | null;
+  /** The step has been inconclusive for slo.inconclusive_limit (escalated once, until evidence comes). */
+  stalled?: boolean;
 }
 
-export const FRESH_MEMORY: GuardMemory = Object.freeze({ breachStreak: 0, passingSince: null });
+export const FRESH_MEMORY: GuardMemory = Object.freeze({
+  breachStreak: 0,
+  passingSince: null,
+  stepBreaches: 0,
+  inconclusiveSince: null,
+  stalled: false,
+});
 
 /** The routing facts evaluation needs to choose an action. */
 export interface RolloutView {
@@ -59,6 +43,8 @@ export interface RolloutView {
   stepsBp: readonly number[];
   stepMinDurationMs: number;
   autoPromote: boolean;
+  /** Each step's own plan; a weight not on a step uses stepMinDurationMs and autoPromote. */
+  stepPlans?: readonly StepPlan[];
   /** When the current weight took effect (a gate's minimum duration counts from here). */
   weightSince: number;
   /** When the guard last changed the weight by itself (the cooldown counts from here). */
@@ -74,33 +60,30 @@ export type GuardAction =
   | { kind: 'step_down'; toBp: number }
   | { kind: 'promote'; toBp: number }
   /** A manual gate became eligible: wait for an operator's promote. */
-  | { kind: 'hold'; nextBp: number };
+  | { kind: 'hold'; nextBp: number }
+  /** The step stayed inconclusive for slo.inconclusive_limit: escalate, then hold or roll back. */
+  | { kind: 'stalled'; onInconclusive: 'hold' | 'rollback'; sinceMs: number };
 
 export interface Verdict {
   at: number;
   rules: RuleResult[];
+  /** Acting rules that breached. */
   breached: RuleResult[];
+  /** Observe rules that breached: alerted, never acted on. */
+  observed: RuleResult[];
+  /** Every acting rule passed on the samples taken at this step. */
   allPassed: boolean;
   action: GuardAction;
   memory: GuardMemory;
   /** Next step above the current weight, and when it becomes eligible, for the status page. */
-  gate: { nextBp: number; eligibleAt: number | null } | null;
+  gate: { nextBp: number; eligibleAt: number | null; manual: boolean; minDurationMs: number } | null;
+  /** The step has been inconclusive since this time for at least slo.inconclusive_limit; null otherwise. */
+  stalledSince: number | null;
 }
 
-const QUANTILE: Record<Exclude<SloMetric, 'error_rate'>, number> = {
-  ttfb_p50: 0.5,
-  ttfb_p90: 0.9,
-  ttfb_p95: 0.95,
-  ttfb_p99: 0.99,
-  duration_p95: 0.95,
-};
-
-/** A metric's value and sample count in one window. */
-export function measure(metric: SloMetric, w: WindowView): { value: number | null; samples: number } {
-  if (metric === 'error_rate') return { value: w.requests > 0 ? w.errorRate : null, samples: w.requests };
-  if (metric === 'duration_p95') return { value: w.durationQuantile(0.95) ?? null, samples: w.durationSamples };
-  return { value: w.ttfbQuantile(QUANTILE[metric]) ?? null, samples: w.ttfbSamples };
-}
+/** Policy fields evaluation reads; the evidence fields default as the config does. */
+export type EvaluationPolicy = Pick<SloConfig, 'rules' | 'consecutiveBreaches' | 'onBreach' | 'cooldownMs'> &
+  Partial<Pick<SloConfig, 'confidence' | 'failureLimit' | 'inconclusiveLimitMs' | 'onInconclusive'>>;
 
 /** A query reading's value, or why it does not count (a failure, or older than the input allows). */
 function usable(reading: QueryReading | undefined, input: QueryInput, now: number): number | string {
@@ -111,7 +94,11 @@ function usable(reading: QueryReading | undefined, input: QueryInput, now: numbe
 }
 
 /** Judges a query rule on its latest readings: any missing, failed or stale one is inconclusive. */
-export function judgeQueryRule(rule: QueryRule, input: QueryInput | undefined, now: number): RuleResult {
+export function judgeQueryRule(
+  rule: QueryRule & { action?: SloRule['action'] },
+  input: QueryInput | undefined,
+  now: number,
+): RuleResult {
   const readings = input?.readings.get(rule.name);
   const mine = input ? usable(readings?.new, input, now) : 'no query source';
   const theirs = rule.kind === 'absolute' ? null : input ? usable(readings?.legacy, input, now) : 'no query source';
@@ -125,49 +112,38 @@ export function judgeQueryRule(rule: QueryRule, input: QueryInput | undefined, n
         : rule.kind === 'ratio_to_legacy'
           ? rule.factor * legacy
           : legacy + rule.delta;
-  const base = { name: rule.name, text: rule.text, metric: 'query' as const, unit: 'value' as const, minSamples: 0 };
+  const base = {
+    name: rule.name,
+    text: rule.text,
+    metric: 'query' as const,
+    action: rule.action ?? 'act',
+    unit: 'value' as const,
+    minSamples: 0,
+    lower: null,
+    upper: null,
+    waiting: 0,
+  };
   if (value === null || threshold === null) {
     const detail = typeof mine === 'string' ? mine : typeof theirs === 'string' ? `legacy_query ${theirs}` : undefined;
-    return { ...base, value, threshold, legacy, samples: 0, status: 'inconclusive', detail };
+    return { ...base, value, threshold, legacy, samples: 0, status: 'inconclusive', decidedBy: null, detail };
   }
   const status = value <= threshold * (1 + 1e-12) + 1e-12 ? 'pass' : 'breach';
-  return { ...base, value, threshold, legacy, samples: 1, status };
+  return { ...base, value, threshold, legacy, samples: 1, status, decidedBy: 'samples' };
 }
 
-/** Judges one rule; relative rules read legacy from the same window (or query round), at the same moment. */
+/**
+ * Judges one rule; relative rules read legacy from the same window (or query round), at the same moment.
+ * Window rules are judged on their evidence (guard/evidence.ts) at `confidence`.
+ */
 export function judgeRule(
   rule: SloRule,
   windows: Record<UpstreamName, WindowView>,
   queries?: QueryInput,
   now = 0,
+  confidence = 0.99,
 ): RuleResult {
   if (rule.metric === 'query') return judgeQueryRule(rule, queries, now);
-  const mine = measure(rule.metric, windows.new);
-  const base = {
-    name: rule.name,
-    text: rule.text,
-    metric: rule.metric,
-    unit: rule.metric === 'error_rate' ? ('ratio' as const) : ('ms' as const),
-    minSamples: rule.minSamples,
-    value: mine.value,
-  };
-  let threshold: number | null;
-  let legacy: number | null = null;
-  let samples = mine.samples;
-  if (rule.kind === 'absolute') {
-    threshold = rule.threshold;
-  } else {
-    const theirs = measure(rule.metric, windows.legacy);
-    legacy = theirs.value;
-    samples = Math.min(samples, theirs.samples);
-    threshold = legacy === null ? null : rule.kind === 'ratio_to_legacy' ? rule.factor * legacy : legacy + rule.delta;
-  }
-  if (samples < rule.minSamples || mine.value === null || threshold === null) {
-    return { ...base, threshold, legacy, samples, status: 'inconclusive' };
-  }
-  // Float noise must not turn `value == threshold` into a breach (1.2 × 500 is 600.0000000000001).
-  const status = mine.value <= threshold * (1 + 1e-12) ? 'pass' : 'breach';
-  return { ...base, threshold, legacy, samples, status };
+  return judgeWindowRule(rule, windows, confidence);
 }
 
 /** The first step strictly above the weight (100 % after the last step), or null when at 100 %. */
@@ -188,40 +164,113 @@ export function guardActive(state: RolloutState, weightBp: number): boolean {
   return (state === 'progressing' || state === 'holding' || state === 'promoted') && weightBp > 0;
 }
 
+const EMPTY_SIDE: WindowView = {
+  requests: 0,
+  errorRate: 0,
+  errors: 0,
+  ttfbSamples: 0,
+  durationSamples: 0,
+  ttfbQuantile: () => undefined,
+  durationQuantile: () => undefined,
+};
+
 /**
- * Breaches act once `consecutive_breaches` evaluations in a row breached. A rollback is never held back
- * by the cooldown (it only moves toward safety and only an operator undoes it); a step down or a
- * promotion waits out the cooldown, because the window still holds traffic from before the last change.
- * A step is eligible when every rule passed (none inconclusive) in every evaluation since the weight took
- * effect, for at least step_min_duration.
+ * The samples taken at this step: each side's own `since` when it has one; a view that cannot tell (a
+ * fleet's merged window) counts only once the whole window is younger than the step, and is empty before.
+ */
+export function stepWindows(
+  windows: Record<UpstreamName, WindowView>,
+  stepStart: number,
+  windowMs: number,
+  now: number,
+): Record<UpstreamName, WindowView> {
+  const { legacy, new: fresh } = windows;
+  if (legacy.since && fresh.since) return { legacy: legacy.since(stepStart), new: fresh.since(stepStart) };
+  return now - stepStart >= windowMs ? windows : { legacy: EMPTY_SIDE, new: EMPTY_SIDE };
+}
+
+/** The plan of the step the weight is on; a weight between steps takes the rollout-wide plan. */
+export function stepPlan(rollout: RolloutView): StepPlan {
+  const own = rollout.stepPlans?.find((p) => p.bp === rollout.weightBp);
+  return (
+    own ?? {
+      bp: rollout.weightBp,
+      minDurationMs: rollout.stepMinDurationMs,
+      gate: rollout.autoPromote ? 'auto' : 'manual',
+    }
+  );
+}
+
+/**
+ * Breaches act once `consecutive_breaches` evaluations in a row breached, or `failure_limit` evaluations at
+ * this step did. A rollback is never held back by the cooldown (it only moves toward safety and only an
+ * operator undoes it); a step down or a promotion waits out the cooldown, because the window still holds
+ * traffic from before the last change. A step is eligible when every acting rule passed (none
+ * inconclusive), judged on `stepWindows` (the samples taken at this step), in every evaluation for at
+ * least the step's min_duration. Observe rules are judged and reported, never acted on.
  */
 export function evaluate(
   windows: Record<UpstreamName, WindowView>,
-  policy: Pick<SloConfig, 'rules' | 'consecutiveBreaches' | 'onBreach' | 'cooldownMs'>,
+  policy: EvaluationPolicy,
   rollout: RolloutView,
   memory: GuardMemory,
   now: number,
   queries?: QueryInput,
+  stepWindows: Record<UpstreamName, WindowView> = windows,
 ): Verdict {
-  const rules = policy.rules.map((r) => judgeRule(r, windows, queries, now));
-  const breached = rules.filter((r) => r.status === 'breach');
-  const allPassed = rules.length > 0 && rules.every((r) => r.status === 'pass');
+  const confidence = policy.confidence ?? 0.99;
+  const rules = policy.rules.map((r) => judgeRule(r, windows, queries, now, confidence));
+  const acting = rules.filter((r) => r.action === 'act');
+  const breached = acting.filter((r) => r.status === 'breach');
+  const observed = rules.filter((r) => r.action === 'observe' && r.status === 'breach');
+  const gateRules =
+    stepWindows === windows
+      ? acting
+      : policy.rules
+          .filter((r) => (r.action ?? 'act') === 'act')
+          .map((r) => judgeRule(r, stepWindows, queries, now, confidence));
+  const allPassed = gateRules.length > 0 && gateRules.every((r) => r.status === 'pass');
+  const inconclusive = breached.length === 0 && gateRules.some((r) => r.status === 'inconclusive');
   const active = guardActive(rollout.state, rollout.weightBp);
+  const stepping = rollout.stepsBp.length > 0 && rollout.state !== 'promoted';
+  const nextBp = stepping ? nextStepBp(rollout.weightBp, rollout.stepsBp) : null;
+  const plan = stepPlan(rollout);
+  const inconclusiveSince = active && nextBp !== null && inconclusive ? (memory.inconclusiveSince ?? now) : null;
+  const limit = policy.inconclusiveLimitMs ?? null;
+  const stalledSince =
+    limit !== null && inconclusiveSince !== null && now - inconclusiveSince >= limit ? inconclusiveSince : null;
   const next: GuardMemory = {
     breachStreak: active && breached.length > 0 ? memory.breachStreak + 1 : 0,
     passingSince: active && allPassed ? Math.max(memory.passingSince ?? now, rollout.weightSince) : null,
+    stepBreaches: (memory.stepBreaches ?? 0) + (active && breached.length > 0 ? 1 : 0),
+    inconclusiveSince,
+    stalled: stalledSince !== null,
   };
-  const stepping = rollout.stepsBp.length > 0 && rollout.state !== 'promoted';
-  const nextBp = stepping ? nextStepBp(rollout.weightBp, rollout.stepsBp) : null;
-  const eligibleAt = next.passingSince === null ? null : next.passingSince + rollout.stepMinDurationMs;
-  const gate = active && nextBp !== null ? { nextBp, eligibleAt } : null;
-  const done = (action: GuardAction): Verdict => ({ at: now, rules, breached, allPassed, action, memory: next, gate });
+  const eligibleAt = next.passingSince === null ? null : next.passingSince + plan.minDurationMs;
+  const gate =
+    active && nextBp !== null
+      ? { nextBp, eligibleAt, manual: plan.gate === 'manual', minDurationMs: plan.minDurationMs }
+      : null;
+  const done = (action: GuardAction): Verdict => ({
+    at: now,
+    rules,
+    breached,
+    observed,
+    allPassed,
+    action,
+    memory: next,
+    gate,
+    stalledSince,
+  });
 
   if (!active) return done({ kind: 'none', why: `guard idle: state ${rollout.state}, weight ${rollout.weightBp}bp` });
   const cooling = now - rollout.lastChangeAt < policy.cooldownMs;
   if (breached.length > 0) {
-    if (next.breachStreak < policy.consecutiveBreaches) {
-      return done({ kind: 'none', why: `breach ${next.breachStreak} of ${policy.consecutiveBreaches} needed` });
+    const budget = policy.failureLimit ?? null;
+    const overBudget = budget !== null && (next.stepBreaches ?? 0) >= budget;
+    if (next.breachStreak < policy.consecutiveBreaches && !overBudget) {
+      const of = budget === null ? '' : `, ${next.stepBreaches} of ${budget} at this step`;
+      return done({ kind: 'none', why: `breach ${next.breachStreak} of ${policy.consecutiveBreaches} in a row${of}` });
     }
     if (policy.onBreach === 'alert_only') return done({ kind: 'alert' });
     if (policy.onBreach === 'rollback') return done({ kind: 'rollback' });
@@ -229,8 +278,11 @@ export function evaluate(
     const toBp = previousStepBp(rollout.weightBp, rollout.stepsBp);
     return done(toBp === 0 ? { kind: 'rollback' } : { kind: 'step_down', toBp });
   }
+  if (stalledSince !== null) {
+    return done({ kind: 'stalled', onInconclusive: policy.onInconclusive ?? 'hold', sinceMs: now - stalledSince });
+  }
   if (gate === null || eligibleAt === null || now < eligibleAt) return done({ kind: 'none', why: 'no gate open' });
-  if (!rollout.autoPromote) return done({ kind: 'hold', nextBp: gate.nextBp });
+  if (gate.manual) return done({ kind: 'hold', nextBp: gate.nextBp });
   if (cooling) return done({ kind: 'none', why: 'gate open during cooldown' });
   return done({ kind: 'promote', toBp: gate.nextBp });
 }
@@ -248,5 +300,10 @@ export function ruleJson(r: RuleResult): RuleJson {
     samples: r.samples,
     min_samples: r.minSamples,
     ...(r.detail === undefined ? {} : { detail: r.detail }),
+    action: r.action,
+    lower: r.lower,
+    upper: r.upper,
+    waiting: r.waiting,
+    decided_by: r.decidedBy,
   };
 }

@@ -5,7 +5,15 @@ import type { UpstreamName } from '../config/types.js';
 import { type AccessLogWriter, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
 import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
-import { type Clock, SlidingWindow } from './window.js';
+import { WaitingList, type WaitingRecord } from './waiting.js';
+import { type Clock, SlidingWindow, type WindowSnapshot } from './window.js';
+
+/** A window snapshot that also answers for the requests still waiting for their first byte. */
+export type SideView = WindowSnapshot & {
+  /** Ages (ms, oldest first) of requests waiting for their first byte longer than `ms`. */
+  waitingOver(ms: number): number[];
+  since(at: number): SideView;
+};
 
 /** What the proxy hands over when a stream ends; times are monotonic milliseconds. */
 export interface StreamRecord {
@@ -68,11 +76,16 @@ export interface RecorderOptions {
   windowMs: number;
   slices: number;
   clock: Clock;
+  /** Monotonic clock of StreamRecord times (performance.now); tests may inject one. */
+  monotonic?: Clock;
 }
 
 export class Recorder {
   readonly windows: Record<UpstreamName, SlidingWindow>;
   readonly inflight: Record<UpstreamName, number> = { legacy: 0, new: 0 };
+  /** Requests still waiting for their first byte, oldest first (hangs are read from here, off the request path). */
+  readonly waiting: Record<UpstreamName, WaitingList> = { legacy: new WaitingList(), new: new WaitingList() };
+  private readonly monotonic: Clock;
   /** Streams finished per upstream since start (monotonic; the dashboard derives req/s from it). */
   readonly finishedTotal: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   private readonly metrics: Metrics;
@@ -100,6 +113,11 @@ export class Recorder {
     };
     this.metrics.live.flush = this.flushBatch;
     this.metrics.live.inflight = () => this.inflight;
+    this.monotonic = options.monotonic ?? (() => performance.now());
+    this.metrics.live.oldestWaiting = () => {
+      const now = this.monotonic();
+      return { legacy: this.waiting.legacy.oldestAgeMs(now) / 1000, new: this.waiting.new.oldestAgeMs(now) / 1000 };
+    };
     this.metrics.live.window = () => {
       const read = (w: SlidingWindow) => {
         const s = w.snapshot();
@@ -120,8 +138,32 @@ export class Recorder {
     this.windows.new.reshape(windowMs, slices);
   }
 
-  started(upstream: UpstreamName): void {
-    this.inflight[upstream]++;
+  /**
+   * A request went to an upstream: a record with links waits on that upstream's list until its first byte
+   * or its end (a bare upstream name only counts it in flight).
+   */
+  started(r: UpstreamName | (WaitingRecord & { upstream: UpstreamName })): void {
+    if (typeof r === 'string') {
+      this.inflight[r]++;
+      return;
+    }
+    this.inflight[r.upstream]++;
+    this.waiting[r.upstream].add(r);
+  }
+
+  /** The first body byte arrived: the request no longer waits. */
+  firstByte(r: WaitingRecord): void {
+    r.waitList?.remove(r);
+  }
+
+  /** What the SLO guard reads of one upstream: its window, and its requests still waiting. */
+  sideView(upstream: UpstreamName, snapshot = this.windows[upstream].snapshot()): SideView {
+    const waitingOver = (ms: number) => this.waiting[upstream].agesOver(ms, this.monotonic());
+    return {
+      ...snapshot,
+      waitingOver,
+      since: (at) => this.sideView(upstream, this.windows[upstream].snapshotSince(at)),
+    };
   }
 
   /**
@@ -130,7 +172,8 @@ export class Recorder {
    * the first token (or an upstream that goes silent after it) still showed that token's latency. Duration is recorded for completed responses only.
    * The window (which the SLO guard reads) takes the stream now; metrics and the access log in a batch.
    */
-  finished(r: StreamRecord): void {
+  finished(r: StreamRecord & Partial<WaitingRecord>): void {
+    r.waitList?.remove(r as WaitingRecord);
     this.inflight[r.upstream]--;
     this.finishedTotal[r.upstream]++;
     const answered =

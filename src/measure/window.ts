@@ -59,6 +59,11 @@ export interface WindowSnapshot {
   durationQuantile(q: number): number | undefined;
   ttfbCentroids(): Centroid[];
   durationCentroids(): Centroid[];
+  /**
+   * The same window restricted to the slices that began at or after `at` (a step's start): no sample taken
+   * before `at` is in it; samples of the slice open at `at` are left out too (they cannot be told apart).
+   */
+  since(at: number): WindowSnapshot;
 }
 
 export interface WindowOptions {
@@ -157,17 +162,28 @@ export class SlidingWindow {
     }
     const ttfb = open ? mergeSorted(this.closedCache.ttfb, open.ttfb.toArray()) : this.closedCache.ttfb;
     const duration = open ? mergeSorted(this.closedCache.duration, open.duration.toArray()) : this.closedCache.duration;
-    const ttfbTotal = totalCount(ttfb);
-    const durationTotal = totalCount(duration);
     const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
     for (const s of live) {
       OUTCOMES.forEach((o, i) => {
         outcomes[o] += s.counts[i]!;
       });
     }
+    const snapshot = this.view(outcomes, total, ttfb, duration);
+    this.snapshotCache = { epoch, total, snapshot };
+    return snapshot;
+  }
+
+  private view(
+    outcomes: Record<Outcome, number>,
+    total: number,
+    ttfb: Centroid[],
+    duration: Centroid[],
+  ): WindowSnapshot {
     const requests = total - outcomes.client_abort;
     const errors = outcomes.upstream_5xx + outcomes.connect_error + outcomes.timeout + outcomes.reset;
-    const snapshot: WindowSnapshot = {
+    const ttfbTotal = totalCount(ttfb);
+    const durationTotal = totalCount(duration);
+    return {
       requests,
       errors,
       errorRate: requests > 0 ? errors / requests : 0,
@@ -178,9 +194,32 @@ export class SlidingWindow {
       durationQuantile: (q) => quantileOf(duration, q, durationTotal),
       ttfbCentroids: () => ttfb,
       durationCentroids: () => duration,
+      since: (at) => this.snapshotSince(at),
     };
-    this.snapshotCache = { epoch, total, snapshot };
-    return snapshot;
+  }
+
+  /** See WindowSnapshot.since: merged on each call (once per evaluation), not cached. */
+  snapshotSince(at: number): WindowSnapshot {
+    this.digestPending();
+    const epoch = Math.floor(this.clock() / this.sliceMs);
+    const live = this.live(epoch);
+    const first = Math.ceil(at / this.sliceMs);
+    if (live.every((s) => s.epoch >= first)) return this.snapshot();
+    let ttfb: Centroid[] = [];
+    let duration: Centroid[] = [];
+    let total = 0;
+    const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+    for (const s of live) {
+      if (s.epoch < first) continue;
+      const open = s.epoch === epoch;
+      ttfb = mergeSorted(ttfb, open ? s.ttfb.toArray() : s.close().ttfb);
+      duration = mergeSorted(duration, open ? s.duration.toArray() : s.close().duration);
+      OUTCOMES.forEach((o, i) => {
+        outcomes[o] += s.counts[i]!;
+        total += s.counts[i]!;
+      });
+    }
+    return this.view(outcomes, total, ttfb, duration);
   }
 
   /**

@@ -18,6 +18,8 @@ export interface LiveReadings {
   /** Meters what the recorder holds in its batch; the request metrics call it before they are read. */
   flush?: () => void;
   inflight?: () => PerUpstream;
+  /** Age in seconds of each upstream's oldest request still waiting for its first byte (0 when none). */
+  oldestWaiting?: () => PerUpstream;
   window?: () => Record<
     'legacy' | 'new',
     { quantiles: Record<string, number | undefined>; samples: number; errorRate: number }
@@ -137,6 +139,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         if (n) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, n[upstream]);
       },
     }),
+    inflightOldest: new Gauge({
+      name: 'veer_inflight_oldest_seconds',
+      help: 'Age of the oldest request to each upstream still waiting for its first byte, seconds (0 when none): a hang shows here before ttfb_timeout ends it.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const n = live.oldestWaiting?.();
+        if (n) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, n[upstream]);
+      },
+    }),
+    rolloutStalled: new Gauge({
+      name: 'veer_rollout_stalled',
+      help: '1 while the current step has stayed inconclusive for slo.inconclusive_limit, else 0.',
+      registers,
+    }),
     weight: new Gauge({
       name: 'veer_routing_weight_ratio',
       help: 'Share of keys routed to new by the current routing table (0..1).',
@@ -195,6 +212,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'veer_notify_total',
       help: 'Webhook notification attempts by webhook and result (delivered, retried, rejected, expired, queue_full).',
       labelNames: ['webhook', 'result'] as const,
+      registers,
+    }),
+    sloRuleObserveOnly: new Gauge({
+      name: 'veer_slo_rule_observe_only',
+      help: '1 for a rule with action observe (evaluated, exported and alerted, never acting), else 0.',
+      labelNames: ['rule'] as const,
       registers,
     }),
     sloBreaches: new Counter({

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
+import type { WaitingList, WaitingRecord } from '../measure/waiting.js';
 import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
 import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
 import { type OutHeaders, withoutHopByHop } from './headers.js';
@@ -129,6 +130,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   /** When the request went to its current upstream (a fallback starts legacy's clock afresh). */
   startedAt = performance.now();
   phase: Phase = Phase.Connecting;
+  // Links of the recorder's list of requests waiting for their first byte (see measure/waiting.ts).
+  waitPrev: WaitingRecord | null = null;
+  waitNext: WaitingRecord | null = null;
+  waitList: WaitingList | null = null;
 
   private readonly ctx: ExchangeContext;
   private readonly headers: OutHeaders;
@@ -165,7 +170,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   start(): void {
     const up = this.ctx.upstreams[this.upstream];
-    this.ctx.recorder.started(this.upstream);
+    this.ctx.recorder.started(this);
     if (up.config.hostHeader === 'upstream') this.headers.host = up.host;
     this.timer = setTimeout(onFirstByteTimeout, up.config.ttfbTimeoutMs, this);
     try {
@@ -225,6 +230,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.firstByteAt === 0) {
       this.firstByteAt = performance.now();
+      this.ctx.recorder.firstByte(this);
       clearTimeout(this.timer);
       const idleMs = this.ctx.upstreams[this.upstream].config.idleTimeoutMs;
       if (idleMs > 0) this.idleTimer = setTimeout(onUpstreamIdle, idleMs, this);

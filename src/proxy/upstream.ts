@@ -1,7 +1,8 @@
 // One keep-alive connection pool per upstream, on undici, with the upstream's timeouts.
 
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import type { UpstreamConfig, UpstreamName } from '../config/types.js';
+import { WarmConnector } from './preconnect.js';
 
 export class Upstream {
   readonly pool: Pool;
@@ -9,6 +10,8 @@ export class Upstream {
   /** Path prefix of the upstream URL ('' when it has none), prepended to every request path. */
   readonly basePath: string;
   readonly host: string;
+  /** Connections opened at start (upstreams.*.preconnect), handed to the first requests. */
+  readonly warm: WarmConnector;
 
   constructor(
     readonly name: UpstreamName,
@@ -18,10 +21,14 @@ export class Upstream {
     this.origin = url.origin;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
     this.host = url.host;
+    const base = buildConnector({
+      timeout: config.connectTimeoutMs,
+      ...(url.protocol === 'https:' ? { rejectUnauthorized: !config.tlsInsecure } : {}),
+    });
+    this.warm = new WarmConnector(base, config.keepAliveTimeoutMs);
     this.pool = new Pool(this.origin, {
       connections: config.maxSockets,
       pipelining: 1,
-      connectTimeout: config.connectTimeoutMs,
       // veer runs its own first-byte timer; undici's headers timer is only a backstop behind it.
       headersTimeout: config.ttfbTimeoutMs + 1000,
       // Off: undici's body timer starts at the response headers, so it would also bound the wait for the
@@ -33,8 +40,11 @@ export class Upstream {
       // Bodies are relayed as they come; a large upload must not be buffered or rejected on size.
       maxResponseSize: -1,
       strictContentLength: true,
-      connect: url.protocol === 'https:' ? { rejectUnauthorized: !config.tlsInsecure } : undefined,
+      connect: this.warm.connect,
     });
+    // The first requests after a start find a connection open, not a connect to wait for.
+    if (config.preconnect !== undefined && config.preconnect > 0)
+      this.warm.warm(url, Math.min(config.preconnect, config.maxSockets));
   }
 
   /** Same settings as another config: the pool can be kept across a reload. */
@@ -44,10 +54,12 @@ export class Upstream {
 
   /** Stops taking requests and closes once in-flight ones are done. */
   async close(): Promise<void> {
+    this.warm.close();
     await this.pool.close();
   }
 
   destroy(): Promise<void> {
+    this.warm.close();
     return this.pool.destroy();
   }
 }

@@ -60,10 +60,18 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['upstreams.new.keep_alive_timeout', '10s', '-', 'must be a duration'],
   ['upstreams.new.host_header', 'client', 'server', 'must be one of "upstream", "client"'],
   ['upstreams.new.tls_insecure', true, 'yes', 'must be boolean'],
+  ['upstreams.new.preconnect', 4, -1, 'must be >= 0'],
   ['rollout.id', 'llama-4-rollout.2026', 'has spaces', 'must match'],
   ['rollout.salt', 'cohort-b', '', 'must NOT have fewer than 1 characters'],
   ['rollout.weight', 12.5, 12.345, 'at most two decimals'],
   ['rollout.steps', [1, 5, 25, 50, 100], [5, 1], 'must be greater than the step before it'],
+  [
+    'rollout.steps',
+    [{ weight: 5, min_duration: '1m' }, 25, { weight: 50, gate: 'manual' }, 100],
+    [{ weight: 5, gate: 'later' }],
+    'must be',
+  ],
+  ['rollout.steps', [5, 25], [{ weight: 25 }, { weight: 5 }], 'must be greater than the step before it'],
   ['rollout.step_min_duration', '10m', 'forever', 'must be a duration'],
   ['rollout.auto_promote', false, 'no', 'must be boolean'],
   [
@@ -87,9 +95,17 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['slo.on_breach', 'step_down', 'panic', 'must be one of'],
   ['slo.cooldown', '1m', 'a while', 'must be a duration'],
   ['slo.flap', { max_flips: 2, period: '5m' }, { max_flips: 0 }, 'must be >= 1'],
+  ['slo.confidence', 0.95, 1, 'must be < 1'],
+  ['slo.failure_limit', 3, 0, 'must be >= 1'],
+  ['slo.inconclusive_limit', '10m', 'a while', 'must be a duration'],
+  ['slo.on_inconclusive', 'rollback', 'panic', 'must be one of'],
   [
     'slo.rules',
-    ['ttfb_p95 <= 550ms', { rule: 'error_rate <= 1%', min_samples: 200, name: 'errors' }],
+    [
+      'ttfb_p95 <= 550ms',
+      { rule: 'error_rate <= 1%', min_samples: 200, name: 'errors' },
+      { rule: 'ttfb_p99 <= 2s', action: 'observe' },
+    ],
     ['ttfb_p95 <= fast'],
     'the threshold must be a duration',
   ],
@@ -342,5 +358,65 @@ describe('config files', () => {
   it("keeps docs/config.md's config reference in step with the schema (npm run docs:config)", () => {
     const readme = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
     expect(withReference(readme)).toBe(readme);
+  });
+});
+
+describe('the judgement settings of issue #24', () => {
+  const doc = {
+    upstreams: { legacy: { url: 'http://127.0.0.1:9001' }, new: { url: 'http://127.0.0.1:9002' } },
+    rollout: {
+      id: 'issue-24',
+      steps: [{ weight: 5, min_duration: '1m' }, 25, { weight: 50, gate: 'manual' }, 100],
+    },
+    slo: {
+      confidence: 0.99,
+      inconclusive_limit: '10m',
+      on_inconclusive: 'hold',
+      failure_limit: 3,
+      rules: ['error_rate <= 1%', { rule: 'ttfb_p99 <= 2s', action: 'observe' }],
+    },
+  };
+
+  it('reads per-step plans, the evidence settings and an observe rule', () => {
+    const r = buildConfig(doc);
+    if (!r.ok) throw new Error(r.problems.join('\n'));
+    const c = r.config;
+    expect(c.rollout.weightBp).toBe(500);
+    expect(c.rollout.stepsBp).toEqual([500, 2500, 5000, 10_000]);
+    expect(c.rollout.stepPlans).toEqual([
+      { bp: 500, minDurationMs: 60_000, gate: 'auto' },
+      { bp: 2500, minDurationMs: 300_000, gate: 'auto' },
+      { bp: 5000, minDurationMs: 300_000, gate: 'manual' },
+      { bp: 10_000, minDurationMs: 300_000, gate: 'auto' },
+    ]);
+    expect(c.slo).toMatchObject({
+      confidence: 0.99,
+      inconclusiveLimitMs: 600_000,
+      onInconclusive: 'hold',
+      failureLimit: 3,
+    });
+    expect(c.slo.rules.map((x) => [x.name, x.action ?? 'act'])).toEqual([
+      ['error_rate', 'act'],
+      ['ttfb_p99', 'observe'],
+    ]);
+  });
+
+  it('defaults to 0.99, no failure budget, no stall limit, hold; auto_promote false makes every step manual', () => {
+    const r = buildConfig({ ...doc, rollout: { id: 'x', steps: [5, 50], auto_promote: false }, slo: {} });
+    if (!r.ok) throw new Error(r.problems.join('\n'));
+    expect(r.config.slo).toMatchObject({
+      confidence: 0.99,
+      failureLimit: null,
+      inconclusiveLimitMs: null,
+      onInconclusive: 'hold',
+    });
+    expect(r.config.rollout.stepPlans.map((p) => p.gate)).toEqual(['manual', 'manual']);
+  });
+
+  it('names the bad field inside a step object, not the step as a whole', () => {
+    const r = buildConfig({ ...doc, rollout: { id: 'x', steps: [{ weight: 5, min_duration: 'forever' }] } });
+    expect(r.ok).toBe(false);
+    if (!r.ok)
+      expect(r.problems).toEqual(['rollout.steps[0].min_duration: must be a duration such as 250ms, 2s or 1m']);
   });
 });

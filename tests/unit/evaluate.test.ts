@@ -115,7 +115,10 @@ describe('judging one rule', () => {
     t.add('new', 500, 0, 'client_abort');
     const r = judgeRule(rule('error_rate <= 2%'), t.view());
     expect(r).toMatchObject({ status: 'pass', value: 0.02, samples: 100, unit: 'ratio' });
+    // 3 % of 101 is above 2 % but not conclusively: neither a pass nor a breach.
     t.add('new', 1, 0, 'reset');
+    expect(judgeRule(rule('error_rate <= 2%'), t.view()).status).toBe('inconclusive');
+    t.add('new', 10, 0, 'reset');
     expect(judgeRule(rule('error_rate <= 2%'), t.view()).status).toBe('breach');
   });
 
@@ -151,9 +154,11 @@ describe('judging one rule', () => {
     t.add('legacy', 3, 0, 'upstream_5xx');
     t.add('new', 96, 10);
     t.add('new', 4, 0, 'connect_error');
-    // 4 % <= 3 % + 1 % passes; 5 % does not.
+    // 4 % <= 3 % + 1 % passes; 6 % is above but not conclusively; 21 % is a breach.
     expect(judgeRule(rule('error_rate <= legacy + 1%'), t.view())).toMatchObject({ status: 'pass', legacy: 0.03 });
     t.add('new', 2, 0, 'connect_error');
+    expect(judgeRule(rule('error_rate <= legacy + 1%'), t.view()).status).toBe('inconclusive');
+    t.add('new', 20, 0, 'connect_error');
     expect(judgeRule(rule('error_rate <= legacy + 1%'), t.view()).status).toBe('breach');
   });
 
@@ -266,7 +271,7 @@ describe('choosing an action', () => {
     const r = rolloutAt(start, { weightBp: 1000, stepsBp: [1000, 5000], weightSince: start });
     const v1 = evaluate(t.view(), POLICY, r, FRESH_MEMORY, start);
     expect(v1.action.kind).toBe('none');
-    expect(v1.gate).toEqual({ nextBp: 5000, eligibleAt: start + 60_000 });
+    expect(v1.gate).toMatchObject({ nextBp: 5000, eligibleAt: start + 60_000 });
     const v2 = evaluate(t.view(), POLICY, r, v1.memory, start + 59_999);
     expect(v2.action.kind).toBe('none');
     const v3 = evaluate(t.view(), POLICY, r, v2.memory, start + 60_000);

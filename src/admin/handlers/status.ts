@@ -1,5 +1,6 @@
 // GET /api/status and GET /api/series: the rollout, both upstreams' windows, the rules, and the dashboard's history.
 
+import { performance } from 'node:perf_hooks';
 import type { Config, UpstreamName } from '../../config/types.js';
 import type { Controller } from '../../guard/controller.js';
 import { guardActive, nextStepBp, ruleJson } from '../../guard/evaluate.js';
@@ -19,7 +20,10 @@ export function rolloutJson(controller: Controller, config: Config) {
     guardActive(snapshot.state, snapshot.weight_bp);
   const nextBp = stepping && steps.length > 0 ? nextStepBp(snapshot.weight_bp, steps) : null;
   const verdict = controller.lastVerdict;
-  const eligibleAt = verdict?.gate && verdict.at >= snapshot.weight_since ? verdict.gate.eligibleAt : null;
+  const fresh = verdict !== undefined && verdict.at >= snapshot.weight_since;
+  const eligibleAt = fresh && verdict.gate ? verdict.gate.eligibleAt : null;
+  const plan = config.rollout.stepPlans.find((p) => p.bp === snapshot.weight_bp);
+  const stalledSince = fresh && guardActive(snapshot.state, snapshot.weight_bp) ? verdict.stalledSince : null;
   return {
     id: snapshot.rollout_id,
     state: snapshot.state,
@@ -35,6 +39,16 @@ export function rolloutJson(controller: Controller, config: Config) {
             next_percent: nextBp / 100,
             waiting_for_approval: snapshot.state === 'holding',
             eligible_at: eligibleAt === null ? null : new Date(eligibleAt).toISOString(),
+            manual: (plan?.gate ?? (config.rollout.autoPromote ? 'auto' : 'manual')) === 'manual',
+            min_duration_ms: plan?.minDurationMs ?? config.rollout.stepMinDurationMs,
+          },
+    stalled:
+      stalledSince === null
+        ? null
+        : {
+            since: new Date(stalledSince).toISOString(),
+            limit_ms: config.slo.inconclusiveLimitMs ?? 0,
+            on_inconclusive: config.slo.onInconclusive,
           },
     last_change: snapshot.last_change,
     version: snapshot.version,
@@ -62,6 +76,7 @@ function upstreamJson(ctx: AdminContext, name: UpstreamName) {
     requests: window.requests,
     errors: window.errors,
     inflight: ctx.recorder.inflight[name],
+    oldest_waiting_ms: Math.round(ctx.recorder.waiting[name].oldestAgeMs(performance.now())),
     requests_total: ctx.recorder.finishedTotal[name],
   };
 }
@@ -83,6 +98,11 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
         unit: rule.metric === 'error_rate' ? 'ratio' : rule.metric === 'query' ? 'value' : 'ms',
         samples: 0,
         min_samples: rule.minSamples,
+        action: rule.action ?? 'act',
+        lower: null,
+        upper: null,
+        waiting: 0,
+        decided_by: null,
       }));
   return {
     rollout: rolloutJson(controller, config),
@@ -91,6 +111,11 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
       on_breach: config.slo.onBreach,
       interval_ms: config.slo.intervalMs,
       window_ms: config.slo.windowMs,
+      confidence: config.slo.confidence,
+      failure_limit: config.slo.failureLimit,
+      step_breaches: controller.stepBreaches,
+      inconclusive_limit_ms: config.slo.inconclusiveLimitMs,
+      on_inconclusive: config.slo.onInconclusive,
       evaluated_at: verdict ? new Date(verdict.at).toISOString() : null,
       rules,
     },

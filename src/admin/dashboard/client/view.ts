@@ -67,13 +67,15 @@ export function renderHeader(status: Status, skewMs: number): void {
   const g = r.gate;
   $('gate').textContent = r.kill_reason
     ? `killed: ${r.kill_reason}`
-    : !g
-      ? '–'
-      : g.waiting_for_approval
-        ? `${g.next_percent} % open, waiting for approval (promote)`
-        : g.eligible_at
-          ? `${g.next_percent} % in ${ago(Date.parse(g.eligible_at) - Date.now() - skewMs)} if rules keep passing`
-          : `${g.next_percent} % once every rule passes`;
+    : r.stalled
+      ? `stalled: inconclusive since ${new Date(r.stalled.since).toLocaleTimeString()} (${r.stalled.on_inconclusive})`
+      : !g
+        ? '–'
+        : g.waiting_for_approval
+          ? `${g.next_percent} % open, waiting for approval (promote)`
+          : g.eligible_at
+            ? `${g.next_percent} % in ${ago(Date.parse(g.eligible_at) - Date.now() - skewMs)} if rules keep passing`
+            : `${g.next_percent} % once every rule passes`;
 }
 
 function value(r: RuleJson, x: number | null): string {
@@ -91,7 +93,7 @@ export function renderRules(status: Status): void {
   const rows = slo.rules.map((r) => {
     const tr = document.createElement('tr');
     tr.dataset.status = r.status;
-    cell(tr, r.text);
+    cell(tr, r.action === 'observe' ? `${r.text} (observe only)` : r.text);
     // An inconclusive query rule says why (no data, a time-out, a stale answer).
     cell(tr, r.detail ? `${r.status}: ${r.detail}` : r.status, `status ${r.status}`);
     cell(tr, value(r, r.value), 'num');
