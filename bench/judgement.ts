@@ -98,6 +98,8 @@ interface FaultRun {
   decisionMs: number | null;
   sentToNewAfterFault: number;
   sentToNewAfterDecision: number;
+  /** From the start of new's second failed request after the fault to the decision (evidence, not traffic). */
+  afterSecondFailureMs: number | null;
   action: string;
 }
 
@@ -156,6 +158,10 @@ async function faultRun(
       decisionMs: decidedAt === null ? null : Math.round(decidedAt - faultAt),
       sentToNewAfterFault: onNew.filter((s) => s.at >= faultAt && (decidedAt === null || s.at < decidedAt)).length,
       sentToNewAfterDecision: decidedAt === null ? 0 : onNew.filter((s) => s.at > decidedAt! + 5).length,
+      afterSecondFailureMs: (() => {
+        const failed = onNew.filter((s) => s.at >= faultAt && (s.status >= 500 || s.status <= 0));
+        return decidedAt === null || failed.length < 2 ? null : Math.round(decidedAt - failed[1]!.at);
+      })(),
       action: last?.action ?? 'none',
     };
     console.log(JSON.stringify(run));

@@ -334,10 +334,16 @@ describe('admin API', () => {
     const w = await api(stack.adminUrl, 'PUT', '/api/weight', { percent: 10, reason: 'start small' });
     expect(w.body.rollout).toMatchObject({ weight_percent: 10, step: 0, state: 'progressing' });
     // The reply's gate follows the new weight; the guard has not judged it yet, so no eligibility time.
-    expect(w.body.rollout.gate).toEqual({ next_percent: 50, waiting_for_approval: false, eligible_at: null });
+    expect(w.body.rollout.gate).toEqual({
+      next_percent: 50,
+      waiting_for_approval: false,
+      eligible_at: null,
+      manual: false,
+      min_duration_ms: 300_000,
+    });
     const p = await api(stack.adminUrl, 'POST', '/api/promote', { reason: 'looks good' });
     expect(p.body.rollout).toMatchObject({ weight_percent: 50, step: 1 });
-    expect(p.body.rollout.gate).toEqual({ next_percent: 100, waiting_for_approval: false, eligible_at: null });
+    expect(p.body.rollout.gate).toMatchObject({ next_percent: 100, waiting_for_approval: false, eligible_at: null });
     const p2 = await api(stack.adminUrl, 'POST', '/api/promote', {});
     expect(p2.body.rollout).toMatchObject({ weight_percent: 100, state: 'promoted', gate: null });
     expect((await api(stack.adminUrl, 'POST', '/api/promote', {})).status).toBe(409);
