@@ -227,7 +227,7 @@ export function buildConfig(
       if (!parsed.ok) problems.push(...parsed.problems);
       else if (rules.some((x) => x.name === parsed.rule.name))
         problems.push(`slo.rules[${i}]: duplicate rule name "${parsed.rule.name}"`);
-      else rules.push(parsed.rule);
+      else rules.push({ ...parsed.rule, action: r.action ?? 'act' });
       return;
     }
     const text = typeof r === 'string' ? r : r.rule;

@@ -11,6 +11,7 @@ export interface RawQueryRule {
   query: string;
   legacy_query?: string;
   max: number | string;
+  action?: 'act' | 'observe';
 }
 
 export type ParsedQueryRule = { ok: true; rule: QueryRule } | { ok: false; problems: string[] };

@@ -40,6 +40,11 @@ describe('query rules in the config', () => {
     });
   });
 
+  it('takes action: observe on a query rule (judged and shown, never acting)', () => {
+    const result = load([{ ...KV, action: 'observe' }]);
+    expect(result.ok && result.config.slo.rules[0]).toMatchObject({ metric: 'query', action: 'observe' });
+  });
+
   it('reads `legacy + D` as a delta over legacy', () => {
     const result = load([{ ...QUEUE, max: 'legacy + 4' }]);
     expect(result.ok && result.config.slo.rules[0]).toMatchObject({ kind: 'delta_over_legacy', delta: 4 });
