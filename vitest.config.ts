@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // The second reporter ends the run with one line naming the system programs suites skipped for.
+    reporters: ['default', './tests/helpers/missing-programs-reporter.ts'],
   },
 });

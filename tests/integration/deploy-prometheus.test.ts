@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO } from '../helpers/process.js';
+import { requireProgram } from '../helpers/programs.js';
 import { type Family, parseExposition } from '../helpers/prom-text.js';
 import { closedPort, type Stack, startStack, unusedPort } from '../helpers/stack.js';
 
@@ -135,7 +136,7 @@ async function kill(adminUrl: string): Promise<void> {
   expect(res.status).toBe(200);
 }
 
-describe('docker/prometheus with promtool', () => {
+describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', () => {
   it('accepts the scrape config and the rule files it loads', async () => {
     const config = await promtool('check', 'config', join(PROM_DIR, 'prometheus.yml'));
     expect(config.code, config.out).toBe(0);
@@ -174,7 +175,7 @@ describe('docker/prometheus with promtool', () => {
   });
 });
 
-describe('alert rules and dashboard queries against a running veer', () => {
+describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries against a running veer', () => {
   let stack: Stack;
   let families: Map<string, Family>;
   let prometheus: ChildProcess | undefined;

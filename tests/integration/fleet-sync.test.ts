@@ -10,6 +10,7 @@ import { createMetrics } from '../../src/metrics/registry.js';
 import { AuditLog } from '../../src/state/audit.js';
 import type { PersistedState } from '../../src/state/store.js';
 import { StateStore } from '../../src/state/store.js';
+import { requireProgram } from '../helpers/programs.js';
 import { RedisRelay, startRedis, stopRedis } from '../helpers/redis.js';
 import { deepMerge, mustBuild, rawConfig, silentLogger, stateFiles, unusedPort, waitFor } from '../helpers/stack.js';
 
@@ -56,7 +57,7 @@ function sidecar(redisPort: number, extra: Record<string, unknown> = {}, files =
 }
 type Sidecar = ReturnType<typeof sidecar>;
 
-describe('fleet reconciliation', () => {
+describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
   let redisPort: number;
   let redis: ChildProcess;
   let store: Redis;

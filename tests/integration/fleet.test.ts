@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { spawnVeer, type VeerProcess } from '../helpers/process.js';
+import { requireProgram } from '../helpers/programs.js';
 import { startRedis, stopRedis } from '../helpers/redis.js';
 import { unusedPort } from '../helpers/stack.js';
 
@@ -60,7 +61,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined | false>, t
   }
 }
 
-describe('fleet mode: three sidecars, one redis', () => {
+describe.skipIf(requireProgram('redis-server'))('fleet mode: three sidecars, one redis', () => {
   let redisPort: number;
   let redis: ChildProcess;
   let legacy: MockUpstream;

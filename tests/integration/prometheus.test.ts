@@ -1,36 +1,18 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { programPath, requireProgram } from '../helpers/programs.js';
 import { parseExposition, samplesOf } from '../helpers/prom-text.js';
 import { seededRandom } from '../helpers/random.js';
 import { type Stack, startStack, unusedPort } from '../helpers/stack.js';
 
-/** The absolute path of an executable on PATH, or undefined. */
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {}
-  }
-  return undefined;
-}
-
-const PROMETHEUS = onPath('prometheus');
-const PROMTOOL = onPath('promtool');
-const absent = [PROMETHEUS ? '' : 'prometheus', PROMTOOL ? '' : 'promtool'].filter(Boolean);
-// Outside CI a missing binary skips, and says so; in CI the suite must run, so the test fails instead.
-const skip = absent.length > 0 && !process.env.CI;
-if (skip) {
-  console.warn(
-    `prometheus.test.ts skipped: ${absent.join(' and ')} not on PATH (Debian package "prometheus"; run scripts/install-system-deps.sh as root)`,
-  );
-}
+const skip = requireProgram('prometheus', 'promtool');
+const PROMETHEUS = programPath('prometheus') ?? 'prometheus';
+const PROMTOOL = programPath('promtool') ?? 'promtool';
 
 interface VectorSample {
   metric: Record<string, string>;
@@ -97,9 +79,6 @@ describe.skipIf(skip)('a real Prometheus scraping veer', () => {
   }
 
   beforeAll(async () => {
-    if (absent.length > 0) {
-      throw new Error(`${absent.join(' and ')} not on PATH: CI must run scripts/install-system-deps.sh first`);
-    }
     stack = await startStack({
       legacy: { ttfb: 60, tokens: 3, tokenIntervalMs: 2 },
       // Seeded draws: Math.random could leave the ~80 requests on new without a single 500 (0.9^80).
@@ -126,7 +105,7 @@ describe.skipIf(skip)('a real Prometheus scraping veer', () => {
     const port = await unusedPort();
     promUrl = `http://127.0.0.1:${port}`;
     prometheus = spawn(
-      PROMETHEUS!,
+      PROMETHEUS,
       [
         `--config.file=${config}`,
         `--storage.tsdb.path=${join(dir, 'data')}`,
@@ -282,14 +261,14 @@ describe.skipIf(skip)('a real Prometheus scraping veer', () => {
     // Traffic has populated every per-upstream family by now.
     expect(text).toContain('veer_ttfb_window_seconds{upstream="new",quantile="0.95"}');
     expect(text).toContain('veer_request_outcomes_total{upstream="new",outcome="upstream_5xx"}');
-    const check = spawnSync(PROMTOOL!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${check.stdout}${check.stderr}`).toBe('');
     expect(check.status).toBe(0);
   });
 
   it('shows promtool is not lenient: it flags a gauge that carries a quantile label', () => {
     const bad = '# HELP x_seconds A gauge.\n# TYPE x_seconds gauge\nx_seconds{quantile="0.5"} 1\n';
-    const check = spawnSync(PROMTOOL!, ['check', 'metrics'], { input: bad, encoding: 'utf8' });
+    const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: bad, encoding: 'utf8' });
     expect(check.status).not.toBe(0);
     expect(`${check.stdout}${check.stderr}`).toContain('quantile');
   });

@@ -3,11 +3,14 @@ import http2 from 'node:http2';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResetBudget } from '../../src/proxy/reset-budget.js';
+import { requireProgram } from '../helpers/programs.js';
 import { h2Request, type Stack, startStack, waitFor } from '../helpers/stack.js';
 import { ERROR_CODE, FLAG, FRAME, frame, getBlock, literal, ping, RawH2, rstStream, settings } from './h2-frames.js';
 import { rejectedByReason } from './recording-upstream.js';
 
 const run = promisify(execFile);
+const NO_H2LOAD = requireProgram('h2load');
+const NO_NGHTTP = requireProgram('nghttp');
 
 /**
  * HTTP/2 abuse from one connection while a well-behaved client keeps asking on another: veer must stay
@@ -327,7 +330,7 @@ describe('HTTP/2 abuse', () => {
     expect(big.closed).toBe(true);
   });
 
-  it('h2load, well-behaved, gets every request answered while a rapid-reset flood runs', async () => {
+  it.skipIf(NO_H2LOAD)('h2load, well-behaved, gets every request answered while a rapid-reset flood runs', async () => {
     const conn = new RawH2(port);
     await conn.open();
     const load = run('h2load', ['-n', '2000', '-c', '4', '-m', '10', `${stack.url}/v1/models`], { timeout: 20_000 });
@@ -346,7 +349,7 @@ describe('HTTP/2 abuse', () => {
     conn.destroy();
   });
 
-  it('nghttp sees the advertised limits in the server SETTINGS', async () => {
+  it.skipIf(NO_NGHTTP)('nghttp sees the advertised limits in the server SETTINGS', async () => {
     const { stdout } = await run('nghttp', ['-nv', `${stack.url}/v1/models`], { timeout: 10_000 });
     expect(stdout).toMatch(/SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):100/);
     expect(stdout).toMatch(/SETTINGS_MAX_HEADER_LIST_SIZE\(0x06\):8192/);
