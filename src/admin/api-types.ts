@@ -55,6 +55,8 @@ export interface Status {
   upstreams: { legacy: UpstreamStatus; new: UpstreamStatus };
   /** Only for a request with a valid token (read or operator). */
   overrides?: Overrides;
+  /** veer's version (package.json), as `veer --version` prints it. */
+  version: string;
   slo: {
     on_breach: string;
     interval_ms: number;

@@ -133,6 +133,7 @@ export const serializeStatus = fastJson({
       },
     },
     overrides,
+    version: { type: 'string' },
     time: { type: 'string' },
   },
 });

@@ -14,6 +14,12 @@ export async function checkConfig(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { config: { type: 'string', short: 'c' }, probe: { type: 'boolean' } },
   });
+  if (positionals.length > 1) {
+    process.stderr.write(
+      `veer: expected at most one PATH, got ${positionals.join(' ')}\nusage: veer check-config [PATH] [--probe]\n`,
+    );
+    return 2;
+  }
   const path = resolveConfigPath(positionals[0] ?? values.config);
   let config: Config;
   try {

@@ -1,6 +1,9 @@
 // `veer demo` (npm start): two bundled mock upstreams, veer on the given config, and a little traffic to show the split.
 
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { startMockUpstream } from '../../bench/mock-upstream.js';
 import type { Config } from '../config/types.js';
@@ -8,22 +11,44 @@ import { startFromConfigFile } from './start.js';
 
 type MockUpstream = Awaited<ReturnType<typeof startMockUpstream>>;
 
-export async function runDemo(configPath: string): Promise<number> {
+/** The demo's operator token: says what it is, so it is not mistaken for the rollout id (`demo-…`). */
+export function demoToken(): string {
+  return `veer-demo-token-${randomBytes(12).toString('hex')}`;
+}
+
+/**
+ * Where the demo keeps its state and audit files: a new temporary directory each run (removed on
+ * exit), so a demo never restores a state left by an earlier one; or `stateDir` when given, kept.
+ */
+function demoStateDir(stateDir: string | undefined): { dir: string; fresh: boolean; remove: () => void } {
+  if (stateDir) {
+    const dir = resolve(stateDir);
+    mkdirSync(dir, { recursive: true });
+    return { dir, fresh: false, remove: () => {} };
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'veer-demo-'));
+  return { dir, fresh: true, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function runDemo(configPath: string, options: { stateDir?: string } = {}): Promise<number> {
   const mocks: MockUpstream[] = [];
-  let demoToken: string | undefined;
+  let token: string | undefined;
+  const state = demoStateDir(options.stateDir);
   const start = await startFromConfigFile(configPath, {
     logLevel: () => process.env.VEER_LOG_LEVEL ?? 'warn',
     beforeStart: async (config) => {
+      config.state = { path: join(state.dir, 'veer-state.json'), auditPath: join(state.dir, 'veer-audit.jsonl') };
       mocks.push(...(await startMocks(config)));
       // The demo needs an operator token so a newcomer can try `veer kill`; a real config names its own.
       if (config.admin.tokens.length === 0) {
-        demoToken = process.env.VEER_ADMIN_TOKEN || `demo-${randomBytes(12).toString('hex')}`;
-        config.admin.tokens = [{ name: 'demo', role: 'operator', secret: demoToken }];
+        token = process.env.VEER_ADMIN_TOKEN || demoToken();
+        config.admin.tokens = [{ name: 'demo', role: 'operator', secret: token }];
       }
     },
   });
   if (!start.started) {
     await Promise.all(mocks.map((mock) => mock.close()));
+    state.remove();
     return start.exitCode;
   }
   const { veer, config } = start;
@@ -35,9 +60,8 @@ export async function runDemo(configPath: string): Promise<number> {
       `  legacy mock ${legacy.url}, new mock ${next.url}, rollout "${config.rollout.id}" at ${veer.table.weightBp / 100}% on new\n` +
       `  try: curl -N -H 'x-user-id: alice' -d '{"stream":true}' ${proxy}/v1/chat/completions\n` +
       (admin ? `  dashboard: ${admin}/ (paste the token below to act from it)\n` : '') +
-      (demoToken
-        ? `  operate it from another terminal: export VEER_ADMIN_TOKEN=${demoToken}; npm run veer -- status\n`
-        : '') +
+      (token ? `  operate it from another terminal: export VEER_ADMIN_TOKEN=${token}; npm run veer -- status\n` : '') +
+      `  state and audit log: ${state.dir}${state.fresh ? ' (fresh, removed on exit; --state-dir DIR keeps them)' : ''}\n` +
       `  sending demo traffic from 200 simulated users; Ctrl-C to stop\n\n`,
   );
 
@@ -86,6 +110,7 @@ export async function runDemo(configPath: string): Promise<number> {
   await Promise.allSettled(users);
   await veer.shutdown(2000);
   await Promise.all([legacy.close(), next.close()]);
+  state.remove();
   return 0;
 }
 

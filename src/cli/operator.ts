@@ -37,22 +37,22 @@ const SYNOPSIS: Record<string, string> = {
   reload: 'reload [--reason R]',
 };
 
-export const OPERATOR_USAGE = `
-operator commands (they call a running veer's admin API):
-  ${SYNOPSIS.status!.padEnd(32)} rollout, weight, step, latch; TTFB windows; every SLO rule's result
-  ${SYNOPSIS.kill!.padEnd(32)} kill switch: all traffic to legacy, applied before the reply
-  ${SYNOPSIS.resume!.padEnd(32)} lift a kill, a rollback or the flap latch
-  ${SYNOPSIS.weight!.padEnd(32)} set the share of keyed traffic on new (0-100, two decimals)
-  ${SYNOPSIS.promote!.padEnd(32)} approve the next step (100% when no steps are configured)
-  ${SYNOPSIS.rollback!.padEnd(32)} weight 0, state rolled_back
-  ${SYNOPSIS.overrides!.padEnd(32)} list the keys pinned to new and to legacy
-  ${SYNOPSIS['overrides set']}
-  ${''.padEnd(32)} pin keys to an upstream (before the hash)
-  ${SYNOPSIS['overrides rm']!.padEnd(32)} unpin keys
-  ${SYNOPSIS.audit!.padEnd(32)} audit log, newest first (default 50, at most 1000)
-  ${SYNOPSIS.reload!.padEnd(32)} re-read the config file; an invalid one leaves the old serving
+/** One line per operator command for the usage text and `veer help COMMAND`. */
+const SUMMARY: Record<string, string> = {
+  status: "rollout, weight, step, latch; TTFB windows; every SLO rule's result",
+  kill: 'kill switch: all traffic to legacy, applied before the reply',
+  resume: 'lift a kill, a rollback or the flap latch',
+  weight: 'set the share of keyed traffic on new (0-100, two decimals)',
+  promote: 'approve the next step (100% when no steps are configured)',
+  rollback: 'weight 0, state rolled_back',
+  overrides: 'list the keys pinned to new and to legacy',
+  'overrides set': 'pin keys to an upstream (before the hash)',
+  'overrides rm': 'unpin keys',
+  audit: 'audit log, newest first (default 50, at most 1000)',
+  reload: 're-read the config file; an invalid one leaves the old serving',
+};
 
-operator options:
+const OPTIONS = `operator options:
   --admin URL        admin API address; else VEER_ADMIN, else admin.host/port of the
                      config file (--config, VEER_CONFIG, config/veer.yaml), else http://127.0.0.1:8081
   --token-file PATH  file whose first line is the bearer token; else VEER_ADMIN_TOKEN
@@ -61,6 +61,24 @@ operator options:
 exit codes: 0 done, 1 the admin API refused or failed (its code and message on stderr),
             2 usage error (nothing sent), 3 the admin API could not be reached
 `;
+
+const line = (name: string) =>
+  SYNOPSIS[name]!.length < 33
+    ? `  ${SYNOPSIS[name]!.padEnd(32)} ${SUMMARY[name]}`
+    : `  ${SYNOPSIS[name]}\n  ${''.padEnd(32)} ${SUMMARY[name]}`;
+
+export const OPERATOR_USAGE = `
+operator commands (they call a running veer's admin API):
+${Object.keys(SYNOPSIS).map(line).join('\n')}
+
+${OPTIONS}`;
+
+/** `veer help COMMAND` (and `veer COMMAND --help`) for an operator command: its synopses, what it does, the options. */
+export function operatorHelp(command: OperatorCommand): string {
+  const names = Object.keys(SYNOPSIS).filter((name) => name === command || name.startsWith(`${command} `));
+  const usage = names.map((name) => `usage: veer ${SYNOPSIS[name]} [--admin URL] [--token-file PATH] [--json]`);
+  return `${usage.join('\n')}\n\n${names.map(line).join('\n')}\n\n${OPTIONS}`;
+}
 
 const COMMON = {
   admin: { type: 'string' },
@@ -289,7 +307,7 @@ export async function runOperator(command: OperatorCommand, args: string[]): Pro
   try {
     const p = plan(command, args);
     if (p.common.help) {
-      process.stdout.write(`usage: veer ${p.synopsis} [--admin URL] [--token-file PATH] [--json]\n${OPERATOR_USAGE}`);
+      process.stdout.write(operatorHelp(command));
       return EXIT_OK;
     }
     client = new AdminClient(resolveTarget(p.common));

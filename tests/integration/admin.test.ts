@@ -214,6 +214,8 @@ describe('admin API', () => {
     expect(r.status).toBe(200);
     expect(r.body.rollout).toMatchObject({ id: 'admin-test', state: 'progressing', weight_percent: 50, step: 1 });
     expect(r.body.rollout.steps).toEqual([10, 50, 100]);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(r.body.version).toBe(pkg.version);
     const up = r.body.upstreams;
     expect(up.legacy.requests_total + up.new.requests_total).toBeGreaterThanOrEqual(20);
     expect(up.new.url).toBe(stack.next.url);

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Config, UpstreamName } from '../../config/types.js';
 import type { Controller } from '../../guard/controller.js';
 import { guardActive, nextStepBp, ruleJson } from '../../guard/evaluate.js';
+import { VERSION } from '../../version.js';
 import { bad } from '../body.js';
 import type { AdminContext, ApiRoute } from '../context.js';
 import { serializeRollout, serializeStatus } from '../schemas.js';
@@ -120,6 +121,7 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
       rules,
     },
     overrides: withOverrides ? controller.effectiveOverrides() : undefined,
+    version: VERSION,
     time: new Date(ctx.clock()).toISOString(),
   };
 }
