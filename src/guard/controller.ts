@@ -3,7 +3,7 @@
 import type { Config, UpstreamName } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../measure/window.js';
-import type { Metrics } from '../metrics/registry.js';
+import { type Metrics, setSloRuleSeries } from '../metrics/registry.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState, StateStore } from '../state/store.js';
@@ -364,11 +364,8 @@ export class Controller {
     const metrics = this.options.metrics;
     const rollout = this.writer.state;
     metrics.rolloutStalled.set(verdict.stalledSince === null ? 0 : 1);
-    // Latency rules are exported in seconds (Prometheus base units), error rules as ratios.
     for (const rule of verdict.rules) {
-      const inBaseUnits = (x: number) => (rule.unit === 'ms' ? x / 1000 : x);
-      if (rule.value !== null) metrics.sloRuleValue.set({ rule: rule.name }, inBaseUnits(rule.value));
-      if (rule.threshold !== null) metrics.sloRuleThreshold.set({ rule: rule.name }, inBaseUnits(rule.threshold));
+      setSloRuleSeries(metrics, rule);
       metrics.sloRuleStatus.set({ rule: rule.name }, rule.status === 'pass' ? 1 : rule.status === 'breach' ? -1 : 0);
       metrics.sloRuleObserveOnly.set({ rule: rule.name }, rule.action === 'observe' ? 1 : 0);
       if (rule.status === 'breach' && guardActive(rollout.state, rollout.weight_bp)) {

@@ -49,6 +49,34 @@ const GAUGES_NAMED_LIKE_COUNTERS = [
   'nodejs_active_resources_total',
 ];
 
+/**
+ * For each unit a rule result can carry: its value and threshold gauges and the factor to base units.
+ * A rule kind with another unit (tokens per second, a score) adds a row and its two gauges.
+ */
+export const SLO_RULE_UNITS = {
+  ms: { value: 'sloRuleValueSeconds', threshold: 'sloRuleThresholdSeconds', toBase: 1 / 1000 },
+  ratio: { value: 'sloRuleValueRatio', threshold: 'sloRuleThresholdRatio', toBase: 1 },
+  // A query rule's value is whatever its PromQL returns: its own series, in the query's unit.
+  value: { value: 'sloQueryRuleValue', threshold: 'sloQueryRuleThreshold', toBase: 1 },
+} as const satisfies Record<string, { value: string; threshold: string; toBase: number }>;
+
+/** Exports one rule's value and threshold on the series of its unit. */
+export function setSloRuleSeries(
+  metrics: Metrics,
+  rule: {
+    name: string;
+    metric: string;
+    unit: keyof typeof SLO_RULE_UNITS;
+    value: number | null;
+    threshold: number | null;
+  },
+): void {
+  const unit = SLO_RULE_UNITS[rule.unit];
+  const labels = { rule: rule.name, metric: rule.metric };
+  if (rule.value !== null) metrics[unit.value].set(labels, rule.value * unit.toBase);
+  if (rule.threshold !== null) metrics[unit.threshold].set(labels, rule.threshold * unit.toBase);
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   const live: LiveReadings = {};
@@ -184,16 +212,43 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Index of the current progressive rollout step (-1 when not on a step).',
       registers,
     }),
-    sloRuleValue: new Gauge({
-      name: 'veer_slo_rule_value',
-      help: 'Latest measured value of each SLO rule (seconds for latency rules, a ratio for error rules).',
-      labelNames: ['rule'] as const,
+    // One pair of series per unit, so no series mixes units (veer_slo_rule_value before 0.2 did); a
+    // rule kind with a new unit adds its pair here and to SLO_RULE_UNITS. `metric` lets an alert pick
+    // the threshold of every rule on one measurement (docs/metrics.md, "Alerts from thresholds").
+    sloRuleValueSeconds: new Gauge({
+      name: 'veer_slo_rule_value_seconds',
+      help: 'Latest value of each latency SLO rule, in seconds.',
+      labelNames: ['rule', 'metric'] as const,
       registers,
     }),
-    sloRuleThreshold: new Gauge({
-      name: 'veer_slo_rule_threshold',
-      help: 'Threshold each SLO rule is judged against, in the units of veer_slo_rule_value.',
-      labelNames: ['rule'] as const,
+    sloRuleThresholdSeconds: new Gauge({
+      name: 'veer_slo_rule_threshold_seconds',
+      help: 'Threshold each latency SLO rule is judged against, in seconds (relative rules: the derived one).',
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloRuleValueRatio: new Gauge({
+      name: 'veer_slo_rule_value_ratio',
+      help: 'Latest value of each ratio SLO rule (error rate), 0 to 1.',
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloQueryRuleValue: new Gauge({
+      name: 'veer_slo_query_rule_value',
+      help: "Latest value of each query SLO rule (a Prometheus query's result, in that query's unit).",
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloQueryRuleThreshold: new Gauge({
+      name: 'veer_slo_query_rule_threshold',
+      help: "Threshold each query SLO rule is judged against, in its query's unit.",
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloRuleThresholdRatio: new Gauge({
+      name: 'veer_slo_rule_threshold_ratio',
+      help: 'Threshold each ratio SLO rule is judged against, 0 to 1 (relative rules: the derived one).',
+      labelNames: ['rule', 'metric'] as const,
       registers,
     }),
     sloRuleStatus: new Gauge({

@@ -79,7 +79,7 @@ function selectorsOf(expr: string): Selector[] {
 }
 
 /** Labels Prometheus adds at scrape time (or Grafana variables select on): not in veer's own output. */
-const TARGET_LABELS = new Set(['job', 'instance']);
+const TARGET_LABELS = new Set(['job', 'instance', 'pod']);
 
 /**
  * What in `exprs` does not match the exposition: an unknown series name (histograms by their _bucket, _sum,
@@ -143,7 +143,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
     expect(config.out).toContain('1 rule files found');
     const checked = await promtool('check', 'rules', RULES);
     expect(checked.code, checked.out).toBe(0);
-    expect(checked.out).toContain('8 rules found');
+    expect(checked.out).toContain('11 rules found');
   });
 
   it('passes the alert unit tests (promtool test rules)', async () => {
@@ -152,10 +152,34 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
     expect(tested.out).toContain('SUCCESS');
   });
 
-  it('has unit tests that fail when a threshold or a state name in the rules is wrong', async () => {
+  it('takes every SLO threshold from the veer_slo_rule_threshold_* series veer exports, never a number written in', () => {
+    const slo = rules.groups
+      .flatMap((g) => g.rules)
+      .filter((r) => /veer_ttfb_seconds|veer_request_outcomes/.test(r.expr));
+    expect(slo.map((r) => r.alert)).toEqual([
+      'VeerNewTtfbP50OverSlo',
+      'VeerNewTtfbP90OverSlo',
+      'VeerNewTtfbP95OverSlo',
+      'VeerNewTtfbP99OverSlo',
+      'VeerNewErrorRateHigh',
+    ]);
+    for (const r of slo) {
+      expect(r.expr, r.alert).toMatch(
+        /> on \(job\) group_right\s+max by \(job, rule\) \(veer_slo_rule_threshold_(seconds|ratio)\{metric="\w+"\}\)/,
+      );
+      // The only number compared with is the minimum count of streams (>= 50), not a threshold.
+      expect(
+        [...r.expr.matchAll(/[<>]=?\s*(\d[\d.]*)/g)].map((m) => m[0]),
+        r.alert,
+      ).toEqual(r.expr.includes('>= 50') ? ['>= 50'] : []);
+    }
+  });
+
+  it('has unit tests that fail when a threshold series, a quantile or a state name in the rules is wrong', async () => {
     const mutations: [string, string][] = [
-      ['> 0.01', '> 0.1'],
-      ['> 0.55', '> 1.5'],
+      ['veer_slo_rule_threshold_ratio{metric="error_rate"}', 'veer_slo_rule_threshold_ratio{metric="errors"}'],
+      ['(0.95, sum by', '(0.9, sum by'],
+      ['veer_slo_rule_threshold_seconds{metric="ttfb_p95"}', 'veer_slo_rule_threshold_seconds{metric="ttfb_p99"}'],
       ['state="killed"', 'state="kill"'],
       ['for: 1m', 'for: 5m'],
     ];
@@ -190,11 +214,19 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
       config: {
         rollout: { weight: 50 },
         admin: { tokens: [{ name: 'ops', env: 'VEER_DEPLOY_TEST_TOKEN' }] },
+        // A rule on every metric an alert reads, so each threshold series exists.
         slo: {
           window: '10s',
           interval: '200ms',
           min_samples: 5,
-          rules: ['ttfb_p95 <= 550ms', 'error_rate <= 1%', { name: 'kv_cache', query: 'max(kv)', max: 0.95 }],
+          rules: [
+            'ttfb_p95 <= 550ms',
+            'error_rate <= 1%',
+            'ttfb_p50 <= 5s',
+            'ttfb_p90 <= 5s',
+            'ttfb_p99 <= 5s',
+            { name: 'kv_cache', query: 'max(kv)', max: 0.95 },
+          ],
           prometheus: { url: nowhere, timeout: '200ms' },
         },
         notify: [{ name: 'oncall', url: `${nowhere}/hook`, events: ['kill'], backoff: '10ms', retry_for: '30ms' }],
@@ -204,7 +236,7 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
     // Until the guard has judged its rules once, the SLO gauges have no samples.
     const metrics = () => fetch(`${stack.adminUrl}/metrics`).then((r) => r.text());
     const deadline = Date.now() + 5000;
-    while (!(await metrics()).includes('veer_slo_rule_value{')) {
+    while (!(await metrics()).includes('veer_slo_rule_value_seconds{')) {
       if (Date.now() > deadline) throw new Error('the SLO guard never judged its rules');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -241,7 +273,9 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
       'veer_rollbacks_total',
       'veer_inflight_streams',
       'veer_ttfb_window_seconds',
-      'veer_slo_rule_value',
+      'veer_slo_rule_value_seconds',
+      'veer_slo_rule_threshold_seconds',
+      'veer_slo_rule_threshold_ratio',
     ])
       expect(names, expected).toContain(expected);
     expect(problemsAgainst(families, exprs)).toEqual([]);
@@ -322,12 +356,21 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
       const empty: string[] = [];
       for (const [where, expr] of dashboardExpressions()) {
         if (expr.startsWith('label_values(')) {
-          const metric = /label_values\((\w+),\s*(\w+)\)/.exec(expr)!;
-          const res = await fetch(`${api}/api/v1/label/${metric[2]}/values?match[]=${metric[1]}`);
-          expect(((await res.json()) as { data: string[] }).data, where).toContain('veer');
+          const [, metric, label] = /label_values\((\w+)(?:\{[^}]*\})?,\s*(\w+)\)/.exec(expr)!;
+          const res = await fetch(`${api}/api/v1/label/${label}/values?match[]=${metric}`);
+          const values = ((await res.json()) as { data: string[] }).data;
+          // job and instance come from the scrape; pod only from a Kubernetes PodMonitor (none here).
+          const expected: Record<string, string[]> = { job: ['veer'], instance: [admin.host], pod: [] };
+          expect(values, where).toEqual(expected[label!]);
           continue;
         }
-        const r = await query(expr.replaceAll('$__rate_interval', '4s').replaceAll('$job', 'veer'));
+        const r = await query(
+          expr
+            .replaceAll('$__rate_interval', '4s')
+            .replaceAll('$job', 'veer')
+            .replaceAll('$instance', '.*')
+            .replaceAll('$pod', '.*'),
+        );
         expect(r.status, `${where}: ${r.error}`).toBe('success');
         if (r.data!.result.length === 0) empty.push(where);
       }

@@ -114,8 +114,16 @@ describe('the SLO guard applying verdicts', () => {
     expect(await r.metric('veer_rollout_state', { state: 'progressing' })).toBe(0);
     expect(await r.metric('veer_slo_breaches_total', { rule: 'ttfb_p95' })).toBe(1);
     expect(await r.metric('veer_rollbacks_total', { cause: 'slo' })).toBe(1);
-    expect(await r.metric('veer_slo_rule_value', { rule: 'ttfb_p95' })).toBeGreaterThan(0.9);
-    expect(await r.metric('veer_slo_rule_threshold', { rule: 'ttfb_p95' })).toBeCloseTo(0.55);
+    // Each series has one unit: latency rules in seconds, the error rate as a ratio.
+    const ttfb = { rule: 'ttfb_p95', metric: 'ttfb_p95' };
+    expect(await r.metric('veer_slo_rule_value_seconds', ttfb)).toBeGreaterThan(0.9);
+    expect(await r.metric('veer_slo_rule_threshold_seconds', ttfb)).toBeCloseTo(0.55);
+    const errors = { rule: 'error_rate', metric: 'error_rate' };
+    expect(await r.metric('veer_slo_rule_value_ratio', errors)).toBe(0);
+    expect(await r.metric('veer_slo_rule_threshold_ratio', errors)).toBeCloseTo(0.01);
+    const text = await r.metrics.registry.metrics();
+    expect(text).not.toMatch(/veer_slo_rule_value_seconds\{rule="error_rate"/);
+    expect(text).not.toMatch(/veer_slo_rule_threshold_ratio\{rule="ttfb_p95"/);
   });
 
   it('leaves routing alone while rules pass or are inconclusive', () => {
