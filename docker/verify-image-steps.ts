@@ -7,14 +7,24 @@
 // stage's WORKDIR, absolute paths moved under the fake root (`chown` is a no-op: it needs root and the
 // image's users); ENV, USER, EXPOSE, STOPSIGNAL, HEALTHCHECK, ENTRYPOINT and CMD are recorded as the
 // image config. Then it runs the image: the compose example config (docker/veer.yaml) is written to
-// the VEER_CONFIG path (the documented mount point), the two mock upstreams start from the image's
-// dist/bench, ENTRYPOINT starts veer, the HEALTHCHECK command probes it, requests are proxied to both
+// the VEER_CONFIG path (the documented mount point), the image's file list is checked against what
+// `veer run` needs, the two mock upstreams start from the image's dist/src/demo, ENTRYPOINT starts veer, the HEALTHCHECK command probes it, requests are proxied to both
 // upstreams, and SIGTERM must drain an open stream to its end and exit 0.
 // The npm cache mount of the Dockerfile is the user's npm cache here (npm_config_prefer_offline=true).
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -432,6 +442,70 @@ export function checkRecipe(dockerfile: ParsedDockerfile, image: ImageConfig): v
   check(image.env.VEER_CONFIG?.startsWith('/'), 'ENV VEER_CONFIG must name the absolute mount path of the config');
 }
 
+/** Every file under `dir` (relative, `/`-separated), not descending into `skip` folders. */
+function filesUnder(dir: string, skip: (rel: string) => boolean, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const rel = prefix + entry.name;
+    if (entry.isDirectory()) {
+      if (!skip(rel)) out.push(...filesUnder(join(dir, entry.name), skip, `${rel}/`));
+    } else out.push(rel);
+  }
+  return out;
+}
+
+/** What /app of the image holds: its files outside node_modules, and the packages in node_modules. */
+export function imageContents(appDir: string): { files: string[]; packages: string[] } {
+  const files = filesUnder(appDir, (rel) => rel === 'node_modules');
+  const modules = join(appDir, 'node_modules');
+  const packages: string[] = [];
+  if (existsSync(modules)) {
+    for (const name of readdirSync(modules)) {
+      if (name.startsWith('.')) continue;
+      if (name.startsWith('@')) for (const sub of readdirSync(join(modules, name))) packages.push(`${name}/${sub}`);
+      else packages.push(name);
+    }
+  }
+  return { files: files.sort(), packages: packages.sort() };
+}
+
+/**
+ * The files `veer run` needs, and nothing else: package.json and its lock, the compiled modules of src/
+ * (with their source maps) and the config schema, the dashboard's three built assets. No TypeScript
+ * source, no bench/, no tests, no docs; node_modules holds production packages only.
+ */
+const IMAGE_FILES = [
+  /^package(-lock)?\.json$/,
+  /^dist\/src\/.+\.js(\.map)?$/,
+  /^dist\/src\/admin\/dashboard\/assets\/(index\.html|app\.js|app\.css)$/,
+  /^dist\/config\/veer\.schema\.json$/,
+];
+const IMAGE_NEEDS = [
+  'package.json',
+  'dist/src/cli/main.js',
+  'dist/config/veer.schema.json',
+  'dist/src/admin/dashboard/assets/index.html',
+];
+
+/** What in the image's /app breaks the rule above; empty when it holds. */
+export function imageProblems(
+  contents: { files: string[]; packages: string[] },
+  pkg: { devDependencies?: Record<string, string> },
+  lock: { packages: Record<string, { dev?: boolean }> },
+): string[] {
+  const problems: string[] = [];
+  for (const f of contents.files) if (!IMAGE_FILES.some((re) => re.test(f))) problems.push(`unexpected file ${f}`);
+  for (const f of IMAGE_NEEDS) if (!contents.files.includes(f)) problems.push(`missing ${f}`);
+  for (const name of contents.packages) {
+    const entry = lock.packages[`node_modules/${name}`];
+    if (!entry) problems.push(`node_modules/${name} is not in package-lock.json`);
+    else if (entry.dev) problems.push(`node_modules/${name} is a dev dependency`);
+  }
+  for (const name of Object.keys(pkg.devDependencies ?? {}))
+    if (contents.packages.includes(name)) problems.push(`devDependency ${name} is in the image`);
+  return problems;
+}
+
 async function sse(url: string, user: string): Promise<{ status: number; upstream: string | null; body: string }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
@@ -458,7 +532,18 @@ export async function verifyImageSteps(options: { keep?: boolean; log?: Log } = 
     const image = await buildImage(dockerfile, workDir, log);
     checkRecipe(dockerfile, image.config);
     log('recipe: multi-stage, pinned slim base, production-only runtime, non-root, SIGTERM, healthcheck, veer run');
-    check(!existsSync(join(image.root, 'app/node_modules/typescript')), 'the runtime has dev dependencies');
+    const contents = imageContents(join(image.root, 'app'));
+    const problems = imageProblems(
+      contents,
+      JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')),
+      JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')),
+    );
+    check(problems.length === 0, `the image holds more or less than veer run needs:\n  ${problems.join('\n  ')}`);
+    const count = (re: RegExp) => contents.files.filter((f) => re.test(f)).length;
+    log(
+      `image files: ${contents.files.length} under /app (dist/src ${count(/^dist\/src\//)}, dist/config ` +
+        `${count(/^dist\/config\//)}, no bench, no .ts), ${contents.packages.length} production packages`,
+    );
     const env = processEnv(image.config.env, image.root);
     const cwd = join(image.root, image.config.workdir);
 

@@ -5,8 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
-import { startMockUpstream } from '../../bench/mock-upstream.js';
 import type { Config } from '../config/types.js';
+import { startMockUpstream } from '../demo/mock-upstream.js';
 import { startFromConfigFile } from './start.js';
 
 type MockUpstream = Awaited<ReturnType<typeof startMockUpstream>>;

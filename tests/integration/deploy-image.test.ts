@@ -2,7 +2,8 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,6 +11,7 @@ import {
   DOCKERFILE,
   dockerignore,
   imageConfigOf as imageConfig,
+  imageProblems,
   parseDockerfile,
   REPO,
 } from '../../docker/verify-image-steps.js';
@@ -51,13 +53,89 @@ describe('docker/Dockerfile', () => {
       'package-lock.json',
       'tsconfig.build.json',
       'src/veer.ts',
-      'bench/mock-upstream.ts',
+      'src/demo/mock-upstream.ts',
     ])
       expect(ignored(kept), kept).toBe(false);
-    for (const dropped of ['node_modules/yaml/package.json', 'dist/src/veer.js', '.git/HEAD', 'tests/unit/x.ts'])
+    for (const dropped of [
+      'node_modules/yaml/package.json',
+      'dist/src/veer.js',
+      '.git/HEAD',
+      'tests/unit/x.ts',
+      'bench/mock-upstream.ts',
+      'bench/results/run.json',
+      'deploy/helm/veer/values.yaml',
+    ])
       expect(ignored(dropped), dropped).toBe(true);
-    expect(ignored('bench/results/run.json')).toBe(true);
     expect(ignored('src/veer-state.json')).toBe(true);
+  });
+
+  it('accepts only what veer run needs in /app: compiled src, the schema, the dashboard assets, production packages', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+    const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8'));
+    const good = {
+      files: [
+        'package.json',
+        'package-lock.json',
+        'dist/config/veer.schema.json',
+        'dist/src/cli/main.js',
+        'dist/src/cli/main.js.map',
+        'dist/src/demo/mock-upstream.js',
+        'dist/src/admin/dashboard/assets/index.html',
+        'dist/src/admin/dashboard/assets/app.js',
+        'dist/src/admin/dashboard/assets/app.css',
+      ],
+      packages: ['pino', 'undici', 'yaml'],
+    };
+    expect(imageProblems(good, pkg, lock)).toEqual([]);
+    const bad = {
+      files: [
+        ...good.files.filter((f) => f !== 'dist/src/cli/main.js'),
+        'dist/bench/run.js',
+        'src/veer.ts',
+        'tests/unit/config.test.ts',
+        'README.md',
+      ],
+      packages: [...good.packages, 'http2-proxy', 'typescript'],
+    };
+    expect(imageProblems(bad, pkg, lock)).toEqual([
+      'unexpected file dist/bench/run.js',
+      'unexpected file src/veer.ts',
+      'unexpected file tests/unit/config.test.ts',
+      'unexpected file README.md',
+      'missing dist/src/cli/main.js',
+      'node_modules/http2-proxy is a dev dependency',
+      'node_modules/typescript is a dev dependency',
+      'devDependency http2-proxy is in the image',
+      'devDependency typescript is in the image',
+    ]);
+  });
+
+  it('needs no dev dependency at run time: every package src/ imports is a production dependency (http2-proxy is dev only)', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+    expect(pkg.devDependencies['http2-proxy']).toBeDefined();
+    expect(pkg.dependencies['http2-proxy']).toBeUndefined();
+    const imported = new Set<string>();
+    const walk = (dir: string) => {
+      for (const e of readdirSync(join(REPO, dir), { withFileTypes: true })) {
+        const rel = `${dir}/${e.name}`;
+        // The dashboard's browser code is bundled at build time (esbuild, uPlot: dev dependencies).
+        if (e.isDirectory()) {
+          if (rel !== 'src/admin/dashboard/client') walk(rel);
+        } else if (rel.endsWith('.ts')) {
+          const text = readFileSync(join(REPO, rel), 'utf8');
+          for (const m of text.matchAll(/^import\s[^;]*?from\s+'([^'.][^']*)'/gms)) imported.add(m[1]!);
+        }
+      }
+    };
+    walk('src');
+    const packageOf = (spec: string) =>
+      (spec.startsWith('@') ? spec.split('/').slice(0, 2) : spec.split('/').slice(0, 1)).join('/');
+    const outside = [...imported]
+      .filter((spec) => !spec.startsWith('node:') && !builtinModules.includes(spec))
+      .map(packageOf)
+      .filter((name) => !(name in pkg.dependencies));
+    expect(imported.size).toBeGreaterThan(5);
+    expect(outside).toEqual([]);
   });
 
   it('builds and runs outside Docker: installs, builds, runs `veer run` from the production tree, proxies, answers `veer status` and drains on SIGTERM', async () => {
@@ -74,6 +152,9 @@ describe('docker/Dockerfile', () => {
     });
     const [code] = await once(child, 'exit');
     expect(code, out).toBe(0);
+    expect(out).toMatch(
+      /image files: \d+ under \/app \(dist\/src \d+, dist\/config 1, no bench, no \.ts\), \d+ production packages/,
+    );
     expect(out).toContain('healthcheck: exit 0');
     expect(out).toMatch(/proxy: 20 streams, legacy \d+, new \d+/);
     expect(out).toContain('veer status: rollout compose-demo');

@@ -84,7 +84,7 @@ describe('docker/compose.yaml', () => {
       const args: string[] = services[name].command;
       expect(Number(args[args.indexOf('--port') + 1])).toBe(portOf(url.href));
       expect(args[args.indexOf('--name') + 1]).toBe(name);
-      expect(services[name].entrypoint).toEqual(['node', '/app/dist/bench/mock-upstream.js']);
+      expect(services[name].entrypoint).toEqual(['node', '/app/dist/src/demo/mock-upstream.js']);
     }
   });
 
@@ -232,6 +232,13 @@ describe('docker/kubernetes', () => {
     const baseUrl = new URL(app.env.find((e: Doc) => e.name === 'OPENAI_BASE_URL').value);
     expect(baseUrl.hostname).toBe(config.listen.host);
     expect(Number(baseUrl.port)).toBe(config.listen.port);
+  });
+
+  it("pauses before stopping with the kubelet's sleep action, not a sleep binary (absent from distroless images)", () => {
+    for (const c of [veer, app]) {
+      expect(c.lifecycle.preStop.exec, c.name).toBeUndefined();
+      expect(c.lifecycle.preStop.sleep.seconds, c.name).toBeGreaterThan(0);
+    }
   });
 
   it('fits preStop and drain in terminationGracePeriodSeconds, and drains faster than the 30 s default', () => {
