@@ -15,6 +15,16 @@ const CHROMIUM = programPath('chromium') ?? 'chromium';
 const OPERATOR = 'dashboard-operator-0123456789';
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 
+let page: Page;
+
+/** Waits for the confirmation dialog, types `reason` when given, and confirms. */
+async function confirm(reason?: string): Promise<void> {
+  await page.waitForSelector('#confirm-dialog[open]', { timeout: 5000 });
+  if (reason !== undefined) await page.fill('#confirm-reason', reason);
+  await page.click('#confirm-ok');
+  await page.waitForSelector('#confirm-dialog:not([open])', { state: 'attached', timeout: 5000 });
+}
+
 async function status(stack: Stack) {
   const res = await request(`${stack.adminUrl}/api/status`);
   return (await res.body.json()) as { rollout: { state: string; weight_percent: number; kill_reason: string | null } };
@@ -53,7 +63,6 @@ function traffic(url: string, everyMs: number, maxInflight = 200) {
 describe.skipIf(skip)('dashboard in a real browser', () => {
   let stack: Stack;
   let browser: Browser;
-  let page: Page;
   let stopTraffic: () => Promise<void>;
   const consoleErrors: string[] = [];
   const pageErrors: string[] = [];
@@ -70,6 +79,7 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
       config: {
         admin: { tokens: [{ name: 'oncall', file: join(dir, 'op') }] },
         rollout: { weight: 50 },
+        routing: { overrides: { legacy: ['vip-7'] } },
         // A short window and interval so a degradation is judged within a second or two.
         slo: {
           window: '3s',
@@ -158,7 +168,8 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     const text = await page.textContent('#action-result');
     expect(text).toContain('401 unauthorized');
     expect(text).toContain('send Authorization: Bearer <token>');
-    expect((await status(stack)).rollout.state).toBe('progressing');
+    const after = await status(stack);
+    expect(after.rollout.state, JSON.stringify(after.rollout)).toBe('progressing');
   });
 
   it('turns the state on the page to rolled back within a few seconds of new degrading', async () => {
@@ -198,13 +209,15 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     expect(await page.textContent('#audit tbody tr[data-action="kill"]')).toContain('admin:oncall');
   });
 
-  it("promotes, resumes and sets the weight with the token, showing a refusal in the API's words", async () => {
+  it("promotes, resumes and sets the weight with the token after confirming each, showing a refusal in the API's words", async () => {
     const result = () => page.textContent('#action-result');
     await page.fill('#promote-reason', 'looks fine now');
     await page.click('#promote-form button[type="submit"]');
+    await confirm();
     await expect.poll(result, { timeout: 5000 }).toContain('Promote refused: 409 conflict:');
     expect(await result()).toContain('killed');
     await page.click('#resume-form button[type="submit"]');
+    await confirm();
     // A resume returns to exactly where the kill found the rollout.
     await expect.poll(result, { timeout: 5000 }).toContain('Resume: done');
     expect(await result()).toContain('The rollout is rolled back at 0 %.');
@@ -212,11 +225,119 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     await page.fill('#weight-percent', '10');
     await page.fill('#weight-reason', 'retry on a small cohort');
     await page.press('#weight-reason', 'Enter');
+    // The reason typed beside the button is offered in the dialog.
+    expect(await page.inputValue('#confirm-reason')).toBe('retry on a small cohort');
+    expect(await page.textContent('#confirm-title')).toBe('Set the weight on new to 10 %?');
+    await confirm();
     await expect.poll(result, { timeout: 5000 }).toContain('Set weight: done');
     expect(await result()).toContain('The rollout is progressing at 10 %.');
     await page.waitForSelector('#audit tbody tr[data-action="weight"]', { timeout: 5000 });
     expect(await page.textContent('#audit tbody tr[data-action="weight"]')).toContain('retry on a small cohort');
     expect(pageErrors).toEqual([]);
+    expect(foreign).toEqual([]);
+  });
+
+  it("shows each upstream's URL and the streams in flight on each side", async () => {
+    const row = (side: string) => `#upstreams tbody tr[data-upstream="${side}"]`;
+    await page.waitForSelector(row('new'));
+    expect(await page.textContent(`${row('legacy')} td.url`)).toBe(stack.legacy.url);
+    expect(await page.textContent(`${row('new')} td.url`)).toBe(stack.next.url);
+    // Long streams on legacy (20 tokens, 150 ms apart) keep some open at any moment.
+    stack.legacy.set({ tokens: 20, tokenIntervalMs: 150 });
+    try {
+      const inflight = async () => Number(await page.textContent(`${row('legacy')} td.inflight`));
+      await expect.poll(inflight, { timeout: 8000, interval: 100 }).toBeGreaterThan(0);
+    } finally {
+      stack.legacy.set({ tokens: 3, tokenIntervalMs: 2 });
+    }
+  });
+
+  it('rolls back only after confirming with a reason; Cancel sends nothing', async () => {
+    await page.click('#rollback-form button[type="submit"]');
+    await page.waitForSelector('#confirm-dialog[open]');
+    expect(await page.textContent('#confirm-title')).toBe('Roll new back to 0 %?');
+    // The reason is required: the dialog will not submit without one.
+    await page.click('#confirm-ok');
+    expect(await page.getAttribute('#confirm-dialog', 'open')).not.toBeNull();
+    await page.click('#confirm-cancel');
+    await page.waitForSelector('#confirm-dialog:not([open])', { state: 'attached' });
+    expect((await status(stack)).rollout.state).toBe('progressing');
+    await page.click('#rollback-form button[type="submit"]');
+    await confirm('canary answers look wrong');
+    await expect.poll(() => page.textContent('#action-result'), { timeout: 5000 }).toContain('Rollback: done');
+    expect((await status(stack)).rollout.state).toBe('rolled_back');
+    await page.waitForSelector('#state[data-state="rolled_back"]', { timeout: 5000 });
+    await page.waitForSelector('#audit tbody tr[data-action="rollback"]', { timeout: 5000 });
+    expect(await page.textContent('#audit tbody tr[data-action="rollback"]')).toContain('canary answers look wrong');
+  });
+
+  it('lists, pins and unpins override keys, showing what a client or operator wrote as text, never as markup', async () => {
+    await page.waitForSelector('#overrides-legacy li[data-key="vip-7"]');
+    const key = '<img src=x onerror="window.__owned=1">';
+    const reason = '<script>window.__owned=2</script> QA cohort';
+    await page.fill('#override-key', key);
+    await page.selectOption('#override-side', 'new');
+    await page.click('#override-form button[type="submit"]');
+    await page.waitForSelector('#confirm-dialog[open]');
+    expect(await page.textContent('#confirm-detail')).toContain(`Key: ${key}`);
+    await confirm(reason);
+    await expect.poll(() => page.textContent('#action-result'), { timeout: 5000 }).toContain('Pin: done');
+    const overrides = (await (await request(`${stack.adminUrl}/api/overrides`)).body.json()) as { new: string[] };
+    expect(overrides.new).toContain(key);
+    const item = page.locator('#overrides-new li').filter({ hasText: key });
+    await item.waitFor({ timeout: 5000 });
+    expect(await item.locator('code').textContent()).toBe(key);
+    await page.waitForSelector('#audit tbody tr[data-action="overrides_set"]', { timeout: 5000 });
+    expect(await page.textContent('#audit tbody tr[data-action="overrides_set"]')).toContain(reason);
+    expect(await page.locator('#overrides-new img, #audit img, #audit script').count()).toBe(0);
+    expect(await page.evaluate('window.__owned')).toBeUndefined();
+    // Unpin it: confirmed, with a reason.
+    await item.locator('button').click();
+    await page.waitForSelector('#confirm-dialog[open]');
+    expect(await page.textContent('#confirm-title')).toBe('Unpin this key from new?');
+    await confirm('QA done');
+    await expect.poll(() => page.textContent('#action-result'), { timeout: 5000 }).toContain('Unpin: done');
+    await expect.poll(() => item.count(), { timeout: 5000 }).toBe(0);
+    expect(
+      ((await (await request(`${stack.adminUrl}/api/overrides`)).body.json()) as { new: string[] }).new,
+    ).not.toContain(key);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("asks before a reload and shows the API's refusal with its problems", async () => {
+    await page.click('#reload-form button[type="submit"]');
+    await page.waitForSelector('#confirm-dialog[open]');
+    expect(await page.textContent('#confirm-title')).toBe('Reload the config file?');
+    await confirm();
+    await expect
+      .poll(() => page.textContent('#action-result'), { timeout: 5000 })
+      .toContain('Reload refused: 400 bad_config:');
+    // This veer runs from a config object, not a file: the API says so, and the page repeats it.
+    expect(await page.textContent('#action-result')).toContain('not started from a config file');
+    expect(await page.getAttribute('#action-result', 'data-ok')).toBe('false');
+  });
+
+  it('switches the charts between 5 min, 15 min and 1 h of the sampler, and keeps the choice for the tab', async () => {
+    const options = await page.$$eval('#range option', (els) => els.map((e) => e.textContent));
+    expect(options).toEqual(['5 min', '15 min', '1 h']);
+    expect(await page.getAttribute('#chart-grid', 'data-range')).toBe('300');
+    await page.selectOption('#range', '3600');
+    await page.waitForSelector('#chart-grid[data-range="3600"]');
+    expect(await page.textContent('#range-note')).toMatch(/^last 1 h/);
+    // Fewer points than the range holds: every point veer has is drawn.
+    const drawn = Number(await page.getAttribute('#chart-latency', 'data-points'));
+    expect(drawn).toBe(Number(await page.getAttribute('#chart-grid', 'data-points')));
+    expect(drawn).toBeGreaterThan(3);
+    await page.selectOption('#range', '900');
+    await page.reload();
+    await page.waitForSelector('#chart-grid[data-range="900"]', { timeout: 5000 });
+    expect(await page.inputValue('#range')).toBe('900');
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-actions.png'), fullPage: true });
+    // The refusals above (401, 409, 400) are logged by the browser as failed loads; nothing else may be.
+    expect(
+      consoleErrors.filter((e) => !/Failed to load resource: the server responded with a status of 4\d\d/.test(e)),
+    ).toEqual([]);
     expect(foreign).toEqual([]);
   });
 });

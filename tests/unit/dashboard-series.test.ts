@@ -1,7 +1,8 @@
 // The dashboard's sampler: rates from finished-stream counters, rules judged like the guard, a bounded history.
 
 import { describe, expect, it } from 'vitest';
-import { SeriesSampler } from '../../src/admin/dashboard/series.js';
+import { inRange, RANGES } from '../../src/admin/dashboard/ranges.js';
+import { SERIES_CAPACITY, SeriesSampler } from '../../src/admin/dashboard/series.js';
 import type { SloRule } from '../../src/config/types.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 
@@ -118,5 +119,25 @@ describe('dashboard series sampler', () => {
     expect(r.sampler.since(ts[5]).map((p) => p.t)).toEqual(ts.slice(6));
     expect(r.sampler.since(ts[7])).toEqual([]);
     expect(r.sampler.since(0).length).toBe(5);
+  });
+
+  it("keeps an hour of points by default, the dashboard's longest time range, and the picker cuts 5 min, 15 min and 1 h from it", () => {
+    const r = rig([], SERIES_CAPACITY);
+    expect(RANGES.map((x) => x.seconds)).toEqual([300, 900, 3600]);
+    expect(r.sampler.capacity * r.sampler.intervalMs).toBe(Math.max(...RANGES.map((x) => x.seconds)) * 1000);
+    for (let i = 0; i < 4000; i++) {
+      r.step(1000);
+      r.sampler.sample();
+    }
+    const points = r.sampler.since();
+    expect(points.length).toBe(3600);
+    expect(points.at(-1)!.t - points[0]!.t).toBe(3599_000);
+    for (const range of RANGES) {
+      const shown = inRange(points, range.seconds);
+      expect(shown.length, range.label).toBe(range.seconds);
+      expect(shown.at(-1)).toBe(points.at(-1));
+    }
+    expect(inRange(points.slice(0, 10), 300)).toHaveLength(10);
+    expect(inRange([], 300)).toEqual([]);
   });
 });

@@ -1,9 +1,10 @@
-// The dashboard's time series: one point a second sampled from the measurement windows, kept for ten minutes.
+// The dashboard's time series: one point a second sampled from the measurement windows, kept for an hour.
 
 import type { SloRule, UpstreamName } from '../../config/types.js';
 import { judgeRule, type WindowView } from '../../guard/evaluate.js';
 import type { Clock } from '../../measure/window.js';
 import type { SeriesPoint, SeriesSide } from '../api-types.js';
+import { LONGEST_RANGE_S } from './ranges.js';
 
 /** What the sampler reads; getters, because a reload replaces the rules. */
 export interface SeriesSource {
@@ -15,8 +16,11 @@ export interface SeriesSource {
 }
 
 export const SERIES_INTERVAL_MS = 1000;
-/** Ten minutes at one point a second: enough to see what led up to a rollback after the fact. */
-export const SERIES_CAPACITY = 600;
+/**
+ * An hour at one point a second, the dashboard's longest time range: enough to see what led up to a
+ * rollback after the fact. A point is a few hundred bytes: about 1-2 MB for the hour.
+ */
+export const SERIES_CAPACITY = (LONGEST_RANGE_S * 1000) / SERIES_INTERVAL_MS;
 
 const round = (x: number | null | undefined, digits: number): number | null => {
   if (x === null || x === undefined || !Number.isFinite(x)) return null;

@@ -1,18 +1,12 @@
-// The operator's actions (token, kill with confirm and reason, resume, promote, set weight) and how their outcome reads.
+// The operator's rollout actions (token; kill; rollback, resume, promote, weight, reload, each confirmed) and how their outcome reads.
 
-import type { Rollout } from '../../api-types.js';
-import { ApiError, api, token } from './api.js';
+import type { ReloadReply, Rollout } from '../../api-types.js';
+import { token } from './api.js';
+import { command, onSubmit } from './command.js';
+import { confirmAction } from './confirm.js';
 import { STATE_LABEL } from './view.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-
-function show(text: string, ok: boolean): void {
-  const out = $('action-result');
-  out.dataset.ok = String(ok);
-  // A refusal interrupts; a success waits its turn.
-  out.setAttribute('aria-live', ok ? 'polite' : 'assertive');
-  out.textContent = text;
-}
 
 function showTokenState(): void {
   $('token-state').textContent = token.get()
@@ -20,54 +14,46 @@ function showTokenState(): void {
     : 'No token: every action will be refused (401).';
 }
 
-/** Runs one command; the API's own words are shown when it refuses. */
-async function run(what: string, method: string, path: string, body: unknown, refresh: () => void): Promise<boolean> {
-  try {
-    const r = await api<{ rollout: Rollout }>(method, path, body);
-    show(
-      `${what}: done at ${new Date().toLocaleTimeString()}. The rollout is ${STATE_LABEL[r.rollout.state]} at ${r.rollout.weight_percent} %.`,
-      true,
-    );
-    refresh();
-    return true;
-  } catch (err) {
-    const text =
-      err instanceof ApiError
-        ? `${what} refused: ${err.status} ${err.code}: ${err.message}`
-        : `${what} failed: ${(err as Error).message}`;
-    show(text, false);
-    refresh();
-    return false;
-  }
-}
+const rollout = (r: { rollout: Rollout }) =>
+  `The rollout is ${STATE_LABEL[r.rollout.state]} at ${r.rollout.weight_percent} %.`;
 
-/** Wires a form's submit to a command; the button is busy (and cannot double-fire) until the answer. */
-function onSubmit(form: HTMLFormElement, handler: () => Promise<unknown>): void {
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const buttons = form.querySelectorAll('button');
-    buttons.forEach((b) => {
-      b.disabled = true;
+const reloaded = (r: ReloadReply) =>
+  (r.changed.length === 0 ? 'Nothing changed.' : `Changed: ${r.changed.join(', ')}.`) +
+  (r.restart_required.length > 0 ? ` Needs a restart to apply: ${r.restart_required.join(', ')}.` : '');
+
+const typed = (id: string) => $<HTMLInputElement>(id).value.trim();
+
+/** A rollout command behind its confirmation: the reason typed beside the button is offered in the dialog. */
+function confirmed(
+  formId: string,
+  ask: () => {
+    title: string;
+    detail: string;
+    confirmLabel: string;
+    danger?: boolean;
+    required: boolean;
+    reasonId?: string;
+  },
+  send: (reason: string | undefined) => Promise<boolean>,
+): void {
+  onSubmit($<HTMLFormElement>(formId), async () => {
+    const q = ask();
+    const answer = await confirmAction({
+      title: q.title,
+      detail: q.detail,
+      confirmLabel: q.confirmLabel,
+      danger: q.danger,
+      reason: q.required ? 'required' : 'optional',
+      reasonValue: q.reasonId ? typed(q.reasonId) : undefined,
     });
-    form.setAttribute('aria-busy', 'true');
-    handler().finally(() => {
-      buttons.forEach((b) => {
-        b.disabled = false;
-      });
-      form.removeAttribute('aria-busy');
-    });
+    if (!answer) return;
+    if ((await send(answer.reason)) && q.reasonId) $<HTMLInputElement>(q.reasonId).value = '';
   });
 }
 
-const reasonOf = (id: string) => {
-  const v = $<HTMLInputElement>(id).value.trim();
-  return v === '' ? undefined : v;
-};
-
-export function setupActions(refresh: () => void): void {
+export function setupActions(): void {
   showTokenState();
-  const tokenForm = $<HTMLFormElement>('token-form');
-  tokenForm.addEventListener('submit', (ev) => {
+  $<HTMLFormElement>('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const input = $<HTMLInputElement>('token');
     const value = input.value.trim();
@@ -80,6 +66,7 @@ export function setupActions(refresh: () => void): void {
     showTokenState();
   });
 
+  // The kill switch keeps its own dialog: the one action that must be found and confirmed fastest.
   const dialog = $<HTMLDialogElement>('kill-dialog');
   $('kill-open').addEventListener('click', () => {
     dialog.showModal();
@@ -87,24 +74,78 @@ export function setupActions(refresh: () => void): void {
   });
   $('kill-cancel').addEventListener('click', () => dialog.close());
   onSubmit($<HTMLFormElement>('kill-form'), async () => {
-    const ok = await run('Kill', 'POST', '/api/kill', { reason: $<HTMLTextAreaElement>('kill-reason').value }, refresh);
+    const ok = await command(
+      'Kill',
+      'POST',
+      '/api/kill',
+      { reason: $<HTMLTextAreaElement>('kill-reason').value },
+      rollout,
+    );
     dialog.close();
     if (ok) $<HTMLTextAreaElement>('kill-reason').value = '';
   });
 
-  onSubmit($<HTMLFormElement>('resume-form'), () =>
-    run('Resume', 'POST', '/api/resume', { reason: reasonOf('resume-reason') }, refresh),
+  confirmed(
+    'rollback-form',
+    () => ({
+      title: 'Roll new back to 0 %?',
+      detail: 'Every keyed user goes back to legacy and the rollout stops (state rolled back) until someone resumes.',
+      confirmLabel: 'Roll back',
+      danger: true,
+      required: true,
+      reasonId: 'rollback-reason',
+    }),
+    (reason) => command('Rollback', 'POST', '/api/rollback', { reason }, rollout),
   );
-  onSubmit($<HTMLFormElement>('promote-form'), () =>
-    run('Promote', 'POST', '/api/promote', { reason: reasonOf('promote-reason') }, refresh),
+  confirmed(
+    'resume-form',
+    () => ({
+      title: 'Resume the rollout?',
+      detail: 'Lifts a kill, a rollback or the flap latch: new gets traffic again at the weight it returns to.',
+      confirmLabel: 'Resume',
+      required: false,
+      reasonId: 'resume-reason',
+    }),
+    (reason) => command('Resume', 'POST', '/api/resume', { reason }, rollout),
   );
-  onSubmit($<HTMLFormElement>('weight-form'), () =>
-    run(
-      'Set weight',
-      'PUT',
-      '/api/weight',
-      { percent: Number($<HTMLInputElement>('weight-percent').value), reason: reasonOf('weight-reason') },
-      refresh,
-    ),
+  confirmed(
+    'promote-form',
+    () => ({
+      title: 'Promote to the next step?',
+      detail: 'Approves the next step of the rollout (100 % when no steps are configured).',
+      confirmLabel: 'Promote',
+      required: false,
+      reasonId: 'promote-reason',
+    }),
+    (reason) => command('Promote', 'POST', '/api/promote', { reason }, rollout),
+  );
+  confirmed(
+    'weight-form',
+    () => ({
+      title: `Set the weight on new to ${$<HTMLInputElement>('weight-percent').value} %?`,
+      detail: 'Raising it adds users to new; lowering it moves the newest of them back to legacy.',
+      confirmLabel: 'Set weight',
+      required: true,
+      reasonId: 'weight-reason',
+    }),
+    (reason) =>
+      command(
+        'Set weight',
+        'PUT',
+        '/api/weight',
+        { percent: Number($<HTMLInputElement>('weight-percent').value), reason },
+        rollout,
+      ),
+  );
+  confirmed(
+    'reload-form',
+    () => ({
+      title: 'Reload the config file?',
+      detail:
+        'veer re-reads its config file; an invalid file is refused with its problems and the running config keeps serving.',
+      confirmLabel: 'Reload',
+      required: false,
+    }),
+    (reason) => command('Reload', 'POST', '/api/reload', reason === undefined ? {} : { reason }, reloaded),
   );
 }

@@ -20,6 +20,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** One line per problem, when the API lists them (an invalid config on reload). */
+    readonly problems: string[] = [],
   ) {
     super(message);
   }
@@ -44,8 +46,11 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     throw new ApiError(res.status, 'bad_response', `HTTP ${res.status}: ${text.slice(0, 200)}`);
   }
   if (!res.ok) {
-    const e = (json as { error?: { code?: string; message?: string } }).error;
-    throw new ApiError(res.status, e?.code ?? 'error', e?.message ?? `HTTP ${res.status}`);
+    const e = (json as { error?: { code?: string; message?: string; problems?: unknown } }).error;
+    const problems = Array.isArray(e?.problems)
+      ? e.problems.map((p) => (typeof p === 'string' ? p : JSON.stringify(p)))
+      : [];
+    throw new ApiError(res.status, e?.code ?? 'error', e?.message ?? `HTTP ${res.status}`, problems);
   }
   return json as T;
 }

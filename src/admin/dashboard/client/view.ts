@@ -1,4 +1,4 @@
-// Renders the rollout header, the SLO rules table and the audit table (text only: reasons are operator input).
+// Renders the rollout header, the SLO rules table and the audit table (text only: reasons and keys are operator or client input).
 
 import type { AuditEntry, RolloutState, RuleJson, Status } from '../../api-types.js';
 
