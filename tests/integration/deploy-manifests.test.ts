@@ -174,9 +174,15 @@ describe('docker/app/stream-client.mjs', () => {
 });
 
 describe('docker/kubernetes', () => {
-  const docs = ['configmap.yaml', 'secret.yaml', 'deployment.yaml', 'podmonitor.yaml', 'prometheusrule.yaml'].flatMap(
-    (f) => yamlDocs(`kubernetes/${f}`),
-  );
+  const docs = [
+    'configmap.yaml',
+    'secret.yaml',
+    'deployment.yaml',
+    'podmonitor.yaml',
+    'prometheusrule.yaml',
+    'pdb.yaml',
+    'networkpolicy.yaml',
+  ].flatMap((f) => yamlDocs(`kubernetes/${f}`));
   const byKind = (kind: string) => docs.find((d) => d.kind === kind);
   const deployment = byKind('Deployment');
   const pod = deployment.spec.template.spec;
@@ -188,7 +194,7 @@ describe('docker/kubernetes', () => {
 
   it('lists every manifest in the kustomization, and each has apiVersion, kind and a name', () => {
     const kustomization = yamlDocs('kubernetes/kustomization.yaml')[0];
-    expect(kustomization.resources).toHaveLength(5);
+    expect(kustomization.resources).toHaveLength(7);
     for (const d of docs) {
       expect(d.apiVersion).toBeTruthy();
       expect(d.kind).toBeTruthy();
@@ -257,6 +263,26 @@ describe('docker/kubernetes', () => {
     expect(veer.ports.map((p: Doc) => p.name)).toContain(endpoint.port);
     expect(endpoint.path).toBe('/metrics');
     expect(endpoint.relabelings).toContainEqual({ targetLabel: 'job', replacement: 'veer' });
+  });
+
+  it('takes the pods down one at a time (PDB) and keeps the admin port to the monitoring namespace (NetworkPolicy)', () => {
+    const labels = deployment.spec.template.metadata.labels;
+    const pdb = byKind('PodDisruptionBudget');
+    expect(labels).toMatchObject(pdb.spec.selector.matchLabels);
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    const policy = byKind('NetworkPolicy');
+    expect(labels).toMatchObject(policy.spec.podSelector.matchLabels);
+    expect(policy.spec.policyTypes).toEqual(['Ingress']);
+    const [admin, appPort] = policy.spec.ingress;
+    expect(veer.ports.map((p: Doc) => p.name)).toContain(admin.ports[0].port);
+    expect(admin.ports[0].port).toBe('admin');
+    expect(admin.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+    ]);
+    // The app's own port stays open to its callers; veer's proxy port is on loopback and needs no rule.
+    expect(app.ports.map((p: Doc) => p.name)).toContain(appPort.ports[0].port);
+    expect(appPort.from).toBeUndefined();
+    expect(policy.spec.ingress.some((r: Doc) => r.ports.some((p: Doc) => p.port === 'proxy'))).toBe(false);
   });
 
   it('carries the same alert rules as docker/prometheus (where promtool tests them)', () => {
