@@ -16,7 +16,8 @@ const LAYERS = [
   ['measure/routing', ['^src/measure/', '^src/routing/']],
   ['config', ['^src/config/', '^src/errors(/|\\.ts$)', '^src/rollout\\.ts$']],
 ];
-const LEAVES = ['^src/metrics/', '^src/log\\.ts$'];
+// version.ts (veer's version) and demo/ (the demo's mock upstream, which imports nothing of veer) are leaves too.
+const LEAVES = ['^src/metrics/', '^src/log\\.ts$', '^src/version\\.ts$', '^src/demo/'];
 
 const upward = LAYERS.slice(1).map(([name, paths], i) => ({
   name: `layer-${name.replace('/', '-')}`,
