@@ -130,6 +130,8 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     expect(await page.textContent('#weight')).toBe('50 %');
     await page.waitForSelector('#rules tbody tr[data-status]');
     await page.waitForSelector('#audit tbody tr[data-action="start"]');
+    // Override keys act as bearer secrets: the status carries them only for a token holder.
+    expect(await page.textContent('#overrides-legacy')).toContain('shown with a token');
     // Warm (assets bundled by the first load): the whole page, script included, loads within a second.
     await page.reload();
     await page.waitForSelector('#state[data-state="progressing"]');

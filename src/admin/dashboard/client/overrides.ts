@@ -19,15 +19,18 @@ async function unpin(key: string, side: 'new' | 'legacy'): Promise<void> {
   await command<Overrides>('Unpin', 'DELETE', '/api/overrides', { keys: [key], reason: answer.reason }, listed);
 }
 
-/** Shows both lists; `data-key` holds each key as typed, for tests and scripts. */
-export function renderOverrides(status: { overrides: Overrides }): void {
+/**
+ * Shows both lists; `data-key` holds each key as typed, for tests and scripts. The status carries them
+ * only for a request with a valid token (override keys act as bearer secrets).
+ */
+export function renderOverrides(status: { overrides?: Overrides }): void {
   for (const side of ['new', 'legacy'] as const) {
     const list = $(`overrides-${side}`);
-    const keys = status.overrides[side];
-    if (keys.length === 0) {
+    const keys = status.overrides?.[side];
+    if (!keys || keys.length === 0) {
       const li = document.createElement('li');
       li.className = 'muted';
-      li.textContent = 'none';
+      li.textContent = keys ? 'none' : 'shown with a token (enter it under Actions)';
       list.replaceChildren(li);
       continue;
     }
