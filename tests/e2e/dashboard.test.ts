@@ -304,7 +304,9 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     expect(await page.textContent('#confirm-detail')).toContain(`Key: ${key}`);
     await confirm(reason);
     await expect.poll(() => page.textContent('#action-result'), { timeout: 5000 }).toContain('Pin: done');
-    const overrides = (await (await request(`${stack.adminUrl}/api/overrides`)).body.json()) as { new: string[] };
+    const overrides = (await (
+      await request(`${stack.adminUrl}/api/overrides`, { headers: { authorization: `Bearer ${OPERATOR}` } })
+    ).body.json()) as { new: string[] };
     expect(overrides.new).toContain(key);
     const item = page.locator('#overrides-new li').filter({ hasText: key });
     await item.waitFor({ timeout: 5000 });
@@ -321,7 +323,11 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     await expect.poll(() => page.textContent('#action-result'), { timeout: 5000 }).toContain('Unpin: done');
     await expect.poll(() => item.count(), { timeout: 5000 }).toBe(0);
     expect(
-      ((await (await request(`${stack.adminUrl}/api/overrides`)).body.json()) as { new: string[] }).new,
+      (
+        (await (
+          await request(`${stack.adminUrl}/api/overrides`, { headers: { authorization: `Bearer ${OPERATOR}` } })
+        ).body.json()) as { new: string[] }
+      ).new,
     ).not.toContain(key);
     expect(pageErrors).toEqual([]);
   });
