@@ -1,6 +1,14 @@
 // The rollout's shared vocabulary (its states, a judged rule as stored and shown): types and constants only, no imports, so every layer and the browser bundle can use it.
 
-export const ROLLOUT_STATES = ['progressing', 'holding', 'promoted', 'rolled_back', 'killed', 'latched'] as const;
+export const ROLLOUT_STATES = [
+  'shadowing',
+  'progressing',
+  'holding',
+  'promoted',
+  'rolled_back',
+  'killed',
+  'latched',
+] as const;
 
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
 

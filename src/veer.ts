@@ -19,6 +19,7 @@ import type { Clock } from './measure/window.js';
 import { createMetrics, type Metrics } from './metrics/registry.js';
 import { ProxyHandler } from './proxy/proxy.js';
 import { FrontListener } from './proxy/server.js';
+import { ShadowTraffic } from './proxy/shadow.js';
 import { Upstream } from './proxy/upstream.js';
 import { makeTable, type RoutingTable } from './routing/table.js';
 import { OutsideSignals } from './signals.js';
@@ -46,6 +47,7 @@ export function tableFromConfig(config: Config, version = 1): RoutingTable {
     overrides,
     forceHeader: config.routing.forceHeader,
     version,
+    segments: config.routing.segments,
   });
 }
 
@@ -55,6 +57,8 @@ export class Veer {
   readonly metrics: Metrics;
   readonly recorder: Recorder;
   readonly proxy: ProxyHandler;
+  /** Copies of legacy-bound requests sent to new and judged on their own (rollout.shadow). */
+  readonly shadow: ShadowTraffic;
   readonly front: FrontListener;
   readonly admin: AdminServer | undefined;
   readonly clock: Clock;
@@ -95,7 +99,14 @@ export class Veer {
       legacy: new Upstream('legacy', config.upstreams.legacy),
       new: new Upstream('new', config.upstreams.new),
     };
+    this.shadow = new ShadowTraffic({
+      config: config.rollout.shadow,
+      upstream: config.upstreams.new,
+      recorder: this.recorder,
+      metrics: this.metrics,
+    });
     this.proxy = new ProxyHandler({
+      shadow: this.shadow,
       config,
       table: tableFromConfig(config),
       upstreams: this.upstreams,
@@ -104,6 +115,7 @@ export class Veer {
       logger: this.logger,
     });
     this.metrics.live.weightRatio = () => this.proxy.table.weightBp / 10_000;
+    this.metrics.live.shadowRatio = () => this.proxy.table.shadowBp / 10_000;
     this.auth = new TokenAuth(config.admin.tokens);
     this.store = new StateStore(config.state.path);
     this.audit = new AuditLog(config.state.auditPath);
@@ -125,6 +137,11 @@ export class Veer {
       },
       queries: () => this.signals.queries(),
       observers: [this.signals.observer],
+      shadowWindows: () => ({
+        shadow: this.recorder.shadowWindow.snapshot(),
+        // The shadow is this sidecar's own: judged against this sidecar's legacy, in the same window.
+        legacy: this.recorder.windows.legacy.snapshot(),
+      }),
     });
     this.fleet = config.fleet.enabled
       ? new Fleet({
@@ -214,6 +231,8 @@ export class Veer {
       reload: (actor, reason) => this.reload(actor, reason),
       settle: () => this.fleet?.flush() ?? Promise.resolve(),
       series: this.series,
+      shadowInflight: () => this.shadow.inflight,
+      segmentCounts: () => this.proxy.segmentCounts.bySegment,
     });
   }
 
@@ -268,6 +287,7 @@ export class Veer {
     }
     this.proxy.ctx.upstreams = { ...this.upstreams };
     this.proxy.applyRouting(next.routing, next.forwarding);
+    this.shadow.configure(next.rollout.shadow, next.upstreams.new);
     this.recorder.accessLog = next.log.access;
     if (next.slo.windowMs !== old.slo.windowMs || next.slo.slices !== old.slo.slices) {
       this.recorder.reshapeWindows(next.slo.windowMs, next.slo.slices);
@@ -355,6 +375,7 @@ export class Veer {
     this.logger.info({ grace_ms: graceMs }, 'draining');
     const result = await this.front.drain(graceMs);
     this.proxy.ctx.closing = true;
+    await this.shadow.close();
     await this.fleet?.stop();
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin) await this.admin.close();
@@ -371,6 +392,7 @@ export class Veer {
     this.series?.stop();
     this.watcher?.close();
     await this.front.close().catch(() => {});
+    await this.shadow?.close();
     await this.fleet?.stop();
     await Promise.all([this.upstreams.legacy.destroy(), this.upstreams.new.destroy()]);
     if (this.admin?.listening) await this.admin.close();

@@ -50,8 +50,37 @@ export interface Overrides {
   legacy: string[];
 }
 
+/** The shadow (GET /api/status, PUT /api/shadow): its share, its limits, its window and its rules. */
+export interface ShadowStatus {
+  /** The share in force now (0 while killed, rolled back or latched). */
+  percent: number;
+  /** The share set by the config or an operator, whether or not it is in force. */
+  set_percent: number;
+  inflight: number;
+  max_inflight: number;
+  max_body_bytes: number;
+  timeout_ms: number;
+  methods: string[];
+  paths: string[];
+  on_breach: string;
+  window: UpstreamStatus;
+  rules: RuleJson[];
+  /** In state shadowing: when the first step opens if every rule keeps passing. */
+  eligible_at: string | null;
+}
+
+/** One segment in GET /api/status: its side or weight as in force, and what it routed since start. */
+export interface SegmentStatus {
+  name: string;
+  side: 'new' | 'legacy' | null;
+  weight_percent: number | null;
+  requests: { new: number; legacy: number };
+}
+
 export interface Status {
   rollout: Rollout;
+  shadow?: ShadowStatus;
+  segments?: SegmentStatus[];
   upstreams: { legacy: UpstreamStatus; new: UpstreamStatus };
   /** Only for a request with a valid token (read or operator). */
   overrides?: Overrides;

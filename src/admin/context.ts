@@ -29,6 +29,10 @@ export interface AdminContext {
   settle?: () => Promise<void>;
   /** The dashboard's one-point-a-second history (GET /api/series). */
   series: SeriesSampler;
+  /** Shadow copies open now. */
+  shadowInflight?: () => number;
+  /** Requests each segment routed since start, by side. */
+  segmentCounts?: () => ReadonlyMap<string, { new: number; legacy: number }>;
 }
 
 /** A handler after authentication: `who` is the token's principal, undefined on an open read. */

@@ -10,6 +10,7 @@ import { auditRoutes } from './handlers/audit.js';
 import { overridesRoutes } from './handlers/overrides.js';
 import { reloadRoutes } from './handlers/reload.js';
 import { rolloutRoutes } from './handlers/rollout.js';
+import { shadowRoutes } from './handlers/shadow.js';
 import { statusRoutes } from './handlers/status.js';
 import { type AdminHandler, type AdminRoute, sendError } from './server.js';
 
@@ -37,6 +38,7 @@ export function apiRoutes(ctx: AdminContext): AdminRoute[] {
   const table: ApiRoute[] = [
     ...statusRoutes(ctx),
     ...rolloutRoutes(ctx),
+    ...shadowRoutes(ctx),
     ...overridesRoutes(ctx),
     ...reloadRoutes(ctx),
     ...auditRoutes(ctx),

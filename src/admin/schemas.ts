@@ -112,10 +112,46 @@ const overrides: Schema = {
   required: ['new', 'legacy'],
 };
 
+const sides: Schema = {
+  type: 'object',
+  properties: { new: { type: 'integer' }, legacy: { type: 'integer' } },
+  required: ['new', 'legacy'],
+};
+
+export const shadowSchema: Schema = {
+  type: 'object',
+  properties: {
+    percent: { type: 'number' },
+    set_percent: { type: 'number' },
+    inflight: { type: 'integer' },
+    max_inflight: { type: 'integer' },
+    max_body_bytes: { type: 'integer' },
+    timeout_ms: { type: 'number' },
+    methods: { type: 'array', items: { type: 'string' } },
+    paths: { type: 'array', items: { type: 'string' } },
+    on_breach: { type: 'string' },
+    window: upstream,
+    rules: { type: 'array', items: rule },
+    eligible_at: nullableString,
+  },
+};
+
+const segment: Schema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    side: nullableString,
+    weight_percent: nullableNumber,
+    requests: sides,
+  },
+};
+
 export const serializeStatus = fastJson({
   type: 'object',
   properties: {
     rollout: rolloutSchema,
+    shadow: shadowSchema,
+    segments: { type: 'array', items: segment },
     upstreams: { type: 'object', properties: { legacy: upstream, new: upstream } },
     slo: {
       type: 'object',
@@ -136,6 +172,11 @@ export const serializeStatus = fastJson({
     version: { type: 'string' },
     time: { type: 'string' },
   },
+});
+
+export const serializeShadow = fastJson({
+  type: 'object',
+  properties: { rollout: rolloutSchema, shadow: shadowSchema },
 });
 
 export const serializeRollout = fastJson({ type: 'object', properties: { rollout: rolloutSchema } });

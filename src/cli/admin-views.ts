@@ -1,6 +1,15 @@
 // The human-readable text the operator CLI prints for each admin API reply (`--json` prints the reply itself).
 
-import type { Audit, AuditEntry, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
+import type {
+  Audit,
+  AuditEntry,
+  Overrides,
+  ReloadReply,
+  Rollout,
+  SegmentStatus,
+  ShadowStatus,
+  Status,
+} from '../admin/api-types.js';
 import { printable } from './printable.js';
 
 /** Aligned columns; every cell is made printable first, so a reason cannot forge a row or move the cursor. */
@@ -108,8 +117,45 @@ export function statusView(s: Status): string {
       : '(no rules configured: nothing guards this rollout)',
     '',
     overrides ? overridesView(overrides).trimEnd() : '',
+    s.shadow ? `\n${shadowView(s.shadow).trimEnd()}` : '',
+    s.segments && s.segments.length > 0 ? `\n${segmentsView(s.segments).trimEnd()}` : '',
     '',
   ].join('\n');
+}
+
+/** The shadow line block (`veer shadow`, `veer status`). */
+export function shadowView(s: ShadowStatus): string {
+  const w = s.window;
+  const lines: [string, string][] = [
+    [
+      'shadow',
+      s.percent === 0
+        ? `off${s.set_percent > 0 ? ` (set to ${s.set_percent}%, not in force in this state)` : ''}`
+        : `${s.percent}% of legacy-bound users mirrored to new (${s.methods.join(',')} ${s.paths.join(' ')})`,
+    ],
+    [
+      'copies',
+      `${s.inflight} open of ${s.max_inflight}; body up to ${s.max_body_bytes} bytes; timeout ${duration(s.timeout_ms)}`,
+    ],
+    [
+      'window',
+      `${w.requests} copies, p95 ${ms(w.ttfb_p95_ms)}, errors ${percent(w.error_rate)}; on breach: ${s.on_breach}`,
+    ],
+  ];
+  for (const r of s.rules) lines.push([`  ${r.text}`, `${ruleValue(r.value, r.unit)} ${r.status.toUpperCase()}`]);
+  if (s.eligible_at) lines.push(['first step', `at ${s.eligible_at} if every rule keeps passing on the shadow`]);
+  return pairs(lines);
+}
+
+function segmentsView(segments: SegmentStatus[]): string {
+  if (segments.length === 0) return '';
+  const rows = segments.map((g) => [
+    g.name,
+    g.side ?? `${g.weight_percent}% on new`,
+    String(g.requests.new),
+    String(g.requests.legacy),
+  ]);
+  return `segments (first match wins):\n${table(['segment', 'routes to', 'new', 'legacy'], rows)}\n`;
 }
 
 export function overridesView(o: Overrides): string {

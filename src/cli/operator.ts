@@ -1,9 +1,9 @@
 // The operator subcommands of `veer`: their arguments, the one admin API call each makes, and what they print.
 
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import type { Audit, Overrides, ReloadReply, Rollout, Status } from '../admin/api-types.js';
+import type { Audit, Overrides, ReloadReply, Rollout, ShadowStatus, Status } from '../admin/api-types.js';
 import { AdminClient, CliFailure, EXIT_OK, EXIT_USAGE, resolveTarget } from './admin-client.js';
-import { auditView, overridesView, reloadView, rolloutView, statusView } from './admin-views.js';
+import { auditView, overridesView, reloadView, rolloutView, shadowView, statusView } from './admin-views.js';
 import { printable, printableJson } from './printable.js';
 
 export const OPERATOR_COMMANDS = [
@@ -13,6 +13,7 @@ export const OPERATOR_COMMANDS = [
   'weight',
   'promote',
   'rollback',
+  'shadow',
   'overrides',
   'audit',
   'reload',
@@ -30,6 +31,7 @@ const SYNOPSIS: Record<string, string> = {
   weight: 'weight PERCENT --reason R',
   promote: 'promote [--reason R]',
   rollback: 'rollback --reason R',
+  shadow: 'shadow on|off|PERCENT [--reason R]',
   overrides: 'overrides',
   'overrides set': 'overrides set [--new KEY...] [--legacy KEY...] --reason R',
   'overrides rm': 'overrides rm KEY... --reason R',
@@ -45,6 +47,7 @@ const SUMMARY: Record<string, string> = {
   weight: 'set the share of keyed traffic on new (0-100, two decimals)',
   promote: 'approve the next step (100% when no steps are configured)',
   rollback: 'weight 0, state rolled_back',
+  shadow: "mirror copies of legacy's requests to new (moves no real traffic)",
   overrides: 'list the keys pinned to new and to legacy',
   'overrides set': 'pin keys to an upstream (before the hash)',
   'overrides rm': 'unpin keys',
@@ -185,6 +188,36 @@ function rolloutCommand(
   return { synopsis, common, call: { method, path, body, view: rollout } };
 }
 
+/** `veer shadow on|off|PERCENT`: PUT /api/shadow. */
+function shadowPlan(args: string[]): Plan {
+  const synopsis = SYNOPSIS.shadow!;
+  const { values, positionals } = parse(synopsis, args, REASON, true);
+  const common = commonOf(values);
+  const view = (b: unknown) => {
+    const reply = b as { rollout: Rollout; shadow: ShadowStatus };
+    return rolloutView(reply.rollout) + shadowView(reply.shadow);
+  };
+  const call: Call = { method: 'PUT', path: '/api/shadow', view };
+  if (common.help) return { synopsis, common, call };
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `expected on, off or a PERCENT, got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`,
+      synopsis,
+    );
+  const word = positionals[0]!;
+  const reason = reasonOf(values, false, synopsis);
+  const body: Record<string, unknown> = reason === undefined ? {} : { reason };
+  if (word === 'on' || word === 'off') body.on = word === 'on';
+  else {
+    const text = word.replace(/%$/, '');
+    const percent = Number(text);
+    if (text.trim() === '' || !Number.isFinite(percent))
+      throw new UsageError(`expected on, off or a PERCENT such as 5 or 0.5, got "${word}"`, synopsis);
+    body.percent = percent;
+  }
+  return { synopsis, common, call: { ...call, body } };
+}
+
 function overridesPlan(args: string[]): Plan {
   const sub = args[0] !== undefined && !args[0].startsWith('-') ? args[0] : undefined;
   if (sub === undefined) {
@@ -265,6 +298,8 @@ function plan(command: OperatorCommand, args: string[]): Plan {
       return rolloutCommand(command, args, 'POST', '/api/promote', false);
     case 'rollback':
       return rolloutCommand(command, args, 'POST', '/api/rollback', true);
+    case 'shadow':
+      return shadowPlan(args);
     case 'overrides':
       return overridesPlan(args);
     case 'audit': {

@@ -22,6 +22,8 @@ const FILE_NAMES: Record<string, string> = {
   'rollout.step_plans': 'rollout.steps',
   'slo.flap_max_flips': 'slo.flap.max_flips',
   'slo.flap_period_ms': 'slo.flap.period',
+  'rollout.shadow.percent_bp': 'rollout.shadow.percent',
+  'rollout.shadow.max_body_bytes': 'rollout.shadow.max_body',
 };
 
 /** The path an operator wrote in the file: durations are loaded as `<name>_ms`, weights as `<name>_bp`. */

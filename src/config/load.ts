@@ -13,12 +13,16 @@ import type {
   KeySource,
   NotifyConfig,
   PrometheusSourceConfig,
+  SegmentConfig,
+  SegmentSource,
+  SegmentTest,
+  ShadowConfig,
   SloRule,
   StepPlan,
   TokenConfig,
   UpstreamConfig,
 } from './types.js';
-import { parseDuration, parseRatio } from './units.js';
+import { parseDuration, parseRatio, parseSize } from './units.js';
 
 export { DEFAULT_CONFIG_PATH, resolveConfigPath } from './path.js';
 
@@ -53,6 +57,7 @@ const ajv = new Ajv({
 });
 ajv.addFormat('duration', { type: 'string', validate: (s: string) => parseDuration(s) !== undefined });
 ajv.addFormat('percent', { type: 'string', validate: (s: string) => parseRatio(s) !== undefined });
+ajv.addFormat('size', { type: 'string', validate: (s: string) => parseSize(s) !== undefined });
 ajv.addFormat('http-url', { type: 'string', validate: isHttpUrl });
 const validateSchema = ajv.compile(schema);
 
@@ -60,6 +65,7 @@ const FORMAT_HINT: Record<string, string> = {
   duration: 'must be a duration such as 250ms, 2s or 1m',
   percent: 'must be a ratio between 0 and 1 or a percentage such as 1%',
   'http-url': 'must be an http(s) URL without query or fragment',
+  size: 'must be a size such as 65536, 512KiB or 1MiB',
 };
 
 function fieldPath(instancePath: string, extra?: string): string {
@@ -107,6 +113,7 @@ function reasonOf(errors: ErrorObject[]): string {
   }
   if (refs.includes('definitions/duration')) return FORMAT_HINT.duration!;
   if (refs.includes('definitions/ratio')) return FORMAT_HINT.percent!;
+  if (refs.includes('definitions/size')) return FORMAT_HINT.size!;
   if (refs.includes('definitions/rule'))
     return 'must be a rule string, an object with a rule string, or a query rule {name, query, max}';
   if (refs.includes('definitions/tokenSource') && first('oneOf')) return 'must name exactly one of env or file';
@@ -189,6 +196,75 @@ function keySources(raw: Raw[] | undefined): KeySource[] {
   });
 }
 
+const SEGMENT_SOURCES = ['header', 'cookie', 'query'] as const;
+const SEGMENT_TESTS = ['equals', 'in', 'prefix', 'regex'] as const;
+
+/** routing.segments: one source, one test and either a side or a weight each; a regex compiled here, once. */
+function segmentConfigs(raw: Raw[] | undefined, problems: string[]): SegmentConfig[] {
+  const out: SegmentConfig[] = [];
+  (raw ?? []).forEach((seg: Raw, i: number) => {
+    const at = `routing.segments[${i}]`;
+    const match = seg.match ?? {};
+    const sources = SEGMENT_SOURCES.filter((k) => match[k] !== undefined);
+    const tests = SEGMENT_TESTS.filter((k) => match[k] !== undefined);
+    if (sources.length !== 1) problems.push(`${at}.match: must name exactly one of header, cookie or query`);
+    if (tests.length !== 1) problems.push(`${at}.match: must name exactly one of equals, in, prefix or regex`);
+    if ((seg.side === undefined) === (seg.weight === undefined))
+      problems.push(`${at}: must have exactly one of side or weight`);
+    if (seg.cap_at_weight !== undefined && seg.weight === undefined)
+      problems.push(`${at}.cap_at_weight: only applies to a segment with a weight`);
+    if (out.some((x) => x.name === seg.name)) problems.push(`${at}.name: duplicate segment name "${seg.name}"`);
+    if (sources.length !== 1 || tests.length !== 1) return;
+    const kind = sources[0]!;
+    const source: SegmentSource = {
+      kind,
+      name: kind === 'header' ? String(match.header).toLowerCase() : String(match[kind]),
+    };
+    let test: SegmentTest;
+    switch (tests[0]!) {
+      case 'equals':
+        test = { kind: 'equals', value: match.equals };
+        break;
+      case 'in':
+        test = { kind: 'in', values: match.in };
+        break;
+      case 'prefix':
+        test = { kind: 'prefix', value: match.prefix };
+        break;
+      case 'regex':
+        try {
+          test = { kind: 'regex', pattern: match.regex, regex: new RegExp(match.regex) };
+        } catch (err) {
+          problems.push(`${at}.match.regex: not a valid regular expression (${(err as Error).message})`);
+          return;
+        }
+        break;
+    }
+    out.push({
+      name: seg.name,
+      source,
+      test,
+      side: seg.side,
+      weightBp: seg.weight === undefined ? undefined : Math.round(seg.weight * 100),
+      capAtWeight: seg.cap_at_weight ?? false,
+    });
+  });
+  return out;
+}
+
+function shadowConfig(raw: Raw | undefined): ShadowConfig {
+  const shadow = raw ?? {};
+  return {
+    percentBp: Math.round((shadow.percent ?? 0) * 100),
+    maxInflight: shadow.max_inflight ?? 64,
+    maxBodyBytes: shadow.max_body === undefined ? 1024 * 1024 : parseSize(shadow.max_body)!,
+    timeoutMs: dur(shadow.timeout, 60_000),
+    methods: (shadow.methods ?? ['POST']).map((m: string) => m.toUpperCase()),
+    paths: shadow.paths ?? ['/v1/*'],
+    onBreach: shadow.on_breach ?? 'rollback',
+  };
+}
+
 function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
@@ -217,6 +293,10 @@ export function buildConfig(
   for (let i = 1; i < steps.length; i++) {
     if (steps[i]! <= steps[i - 1]!) problems.push(`rollout.steps[${i}]: must be greater than the step before it`);
   }
+
+  const segments = segmentConfigs(raw.routing?.segments, problems);
+  const shadow = shadowConfig(raw.rollout.shadow);
+  const shadowFirst = shadow.percentBp > 0 && steps.length > 0 && raw.rollout.weight === undefined;
 
   const slo = raw.slo ?? {};
   const minSamples: number = slo.min_samples ?? 100;
@@ -380,12 +460,15 @@ export function buildConfig(
     rollout: {
       id: raw.rollout.id,
       salt: raw.rollout.salt ?? raw.rollout.id,
-      // No weight: a stepped rollout starts at its first step. An explicit 0 stays 0 (a dark launch).
-      weightBp: Math.round((raw.rollout.weight ?? (steps.length > 0 ? steps[0]! : 0)) * 100),
+      // No weight: a stepped rollout starts at its first step, or at 0 while a shadow judges new first. An
+      // explicit 0 stays 0 (a dark launch).
+      weightBp: shadowFirst ? 0 : Math.round((raw.rollout.weight ?? (steps.length > 0 ? steps[0]! : 0)) * 100),
       stepsBp: steps.map((s) => Math.round(s * 100)),
       stepPlans: stepPlans(rawSteps, dur(raw.rollout.step_min_duration, 300_000), raw.rollout.auto_promote ?? true),
       stepMinDurationMs: dur(raw.rollout.step_min_duration, 300_000),
       autoPromote: raw.rollout.auto_promote ?? true,
+      shadow,
+      shadowFirst,
     },
     routing: {
       keys: keySources(routing.keys),
@@ -396,6 +479,7 @@ export function buildConfig(
       responseHeader: routing.response_header ?? true,
       fallbackOnConnectError: routing.fallback_on_connect_error ?? true,
       underscoreHeaders: routing.underscore_headers ?? 'drop',
+      segments,
     },
     forwarding: { trustClient: raw.forwarding?.trust_client ?? false },
     slo: {

@@ -21,6 +21,44 @@ export type KeySource =
   | { kind: 'query'; name: string }
   | { kind: 'client_address' };
 
+/** Where a segment reads the value it matches: a request header, a cookie or a query parameter. */
+export type SegmentSource = { kind: 'header' | 'cookie' | 'query'; name: string };
+
+/** How a segment tests that value; a regex is compiled once, when the config is loaded. */
+export type SegmentTest =
+  | { kind: 'equals'; value: string }
+  | { kind: 'in'; values: string[] }
+  | { kind: 'prefix'; value: string }
+  | { kind: 'regex'; pattern: string; regex: RegExp };
+
+/** One targeted cohort (routing.segments): requests it matches get a fixed side or the segment's own weight. */
+export interface SegmentConfig {
+  name: string;
+  source: SegmentSource;
+  test: SegmentTest;
+  /** A fixed side, or undefined when the segment has its own weight. */
+  side: UpstreamName | undefined;
+  /** The segment's own share on new, basis points; undefined with a fixed side. */
+  weightBp: number | undefined;
+  /** The segment's weight never exceeds the main weight. */
+  capAtWeight: boolean;
+}
+
+/** rollout.shadow: a copy of some of legacy's requests sent to new, answered by nobody, judged on its own. */
+export interface ShadowConfig {
+  /** Share of legacy-bound requests mirrored, basis points (0 = off); a saved state wins over it. */
+  percentBp: number;
+  maxInflight: number;
+  maxBodyBytes: number;
+  timeoutMs: number;
+  /** Upper-case methods mirrored. */
+  methods: string[];
+  /** Paths mirrored: exact, or a prefix when ending in `*`. */
+  paths: string[];
+  /** A breach in the shadow stops it (rollback) or is only recorded (alert_only). */
+  onBreach: 'rollback' | 'alert_only';
+}
+
 export type SloMetric = 'ttfb_p50' | 'ttfb_p90' | 'ttfb_p95' | 'ttfb_p99' | 'duration_p95' | 'error_rate';
 
 /** act: a breach counts toward the guard's decisions; observe: evaluated, shown, exported, alerted, never acting. */
@@ -140,6 +178,12 @@ export interface Config {
     stepPlans: StepPlan[];
     stepMinDurationMs: number;
     autoPromote: boolean;
+    shadow: ShadowConfig;
+    /**
+     * A fresh rollout starts in `shadowing` (0 % real traffic until the shadow passed every rule): steps are
+     * set, the shadow is on, and the file gives no explicit weight.
+     */
+    shadowFirst: boolean;
   };
   routing: {
     keys: KeySource[];
@@ -149,6 +193,8 @@ export interface Config {
     fallbackOnConnectError: boolean;
     /** Request header names with `_`: dropped, refused with 400, or passed on (some stacks fold `_` into `-`). */
     underscoreHeaders: 'drop' | 'reject' | 'pass';
+    /** First match wins; see docs/routing.md for where segments sit among overrides and the weight. */
+    segments: SegmentConfig[];
   };
   forwarding: {
     /** Keep a client's X-Forwarded-Proto/-Host/-For (true: veer sits behind a trusted proxy) or set them itself. */

@@ -1,4 +1,4 @@
-// Parsing of the config's human units: durations (250ms, 2s, 1.5m) and ratios (1%, 0.01).
+// Parsing of the config's human units: durations (250ms, 2s, 1.5m), ratios (1%, 0.01) and sizes (1MiB).
 
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -25,6 +25,27 @@ export function parseRatio(value: unknown): number | undefined {
   }
   const n = Number(value.trim());
   return value.trim() !== '' && Number.isFinite(n) && n >= 0 && n <= 1 ? n : undefined;
+}
+
+const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|kB|KB|MB|GB)?\s*$/;
+const UNIT_BYTES: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  kB: 1000,
+  KB: 1000,
+  MB: 1000 ** 2,
+  GB: 1000 ** 3,
+};
+
+/** Bytes from a number or a string such as 512KiB or 1MiB; undefined when it is not a size. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = SIZE.exec(value);
+  if (!m) return undefined;
+  return Math.floor(Number(m[1]) * UNIT_BYTES[m[2] ?? 'B']!);
 }
 
 export function formatDuration(ms: number): string {

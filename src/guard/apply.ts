@@ -18,6 +18,7 @@ import {
 } from './change.js';
 import { mergedOverrides } from './commands.js';
 import { ruleJson, type Verdict } from './evaluate.js';
+import { shadowInForce } from './shadow-judge.js';
 
 /** What fleet mode plugs into the controller (src/fleet): who may act, and where changes go. */
 export interface FleetHooks {
@@ -193,6 +194,7 @@ export class RoutingStateWriter {
       prev.weight_bp === remote.weight_bp &&
       prev.latched === remote.latched &&
       prev.kill_reason === remote.kill_reason &&
+      prev.shadow_bp === remote.shadow_bp &&
       JSON.stringify(prev.overrides) === JSON.stringify(remote.overrides);
     this.rollout = remote;
     this.saveApplied('fleet state');
@@ -263,6 +265,8 @@ export class RoutingStateWriter {
       overrides: this.effectiveOverrides(),
       forceHeader: this.config.routing.forceHeader,
       version: rollout.version,
+      segments: this.config.routing.segments,
+      shadowBp: shadowInForce(rollout, this.config),
     });
     this.deps.swap(this.published);
     const metrics = this.deps.metrics;

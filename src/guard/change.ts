@@ -62,7 +62,8 @@ export function freshState(config: Config, now: number): PersistedState {
   return {
     format: STATE_FORMAT,
     rollout_id: config.rollout.id,
-    state: weight === 10_000 ? 'promoted' : 'progressing',
+    // A rollout that starts with a shadow holds 0 % real traffic until the shadow passed every rule.
+    state: config.rollout.shadowFirst ? 'shadowing' : weight === 10_000 ? 'promoted' : 'progressing',
     weight_bp: weight,
     latched: false,
     kill_reason: null,

@@ -46,15 +46,18 @@ export function resumeChange(current: PersistedState, config: Config, actor: str
     };
   }
   if (current.state === 'rolled_back' || current.state === 'latched') {
-    const weight = config.rollout.stepsBp[0] ?? config.rollout.weightBp;
+    // A rollout that starts with a shadow goes back to it, with the config's shadow share.
+    const shadowFirst = config.rollout.shadowFirst;
+    const weight = shadowFirst ? 0 : (config.rollout.stepsBp[0] ?? config.rollout.weightBp);
     return {
       spec,
       mutate: (cur) => ({
         ...cur,
-        state: weight === 10_000 ? 'promoted' : 'progressing',
+        state: shadowFirst ? 'shadowing' : weight === 10_000 ? 'promoted' : 'progressing',
         weight_bp: weight,
         latched: false,
         flips: [],
+        ...(shadowFirst ? { shadow_bp: config.rollout.shadow.percentBp } : {}),
       }),
     };
   }
@@ -141,8 +144,41 @@ export function newRolloutChange(
   };
 }
 
-/** A reloaded config for the same rollout: the state stays, the next table takes the new config. */
-export function reloadChange(actor: string, reason: string | undefined, changed: string[]): PlannedChange {
+/**
+ * The shadow's share (0: off). It moves no real traffic; it is stored and audited like the weight, and is
+ * in force while the rollout is not killed, rolled back or latched.
+ */
+export function shadowChange(
+  current: PersistedState,
+  config: Config,
+  actor: string,
+  shadowBp: number,
+  reason: string,
+): PlannedChange {
+  const before = current.shadow_bp ?? config.rollout.shadow.percentBp;
+  return {
+    spec: {
+      actor,
+      action: 'shadow',
+      reason,
+      cause: 'operator',
+      safe: shadowBp <= before,
+      detail: { shadow_percent: shadowBp / 100, was_percent: before / 100 },
+    },
+    mutate: (cur) => ({ ...cur, shadow_bp: shadowBp }),
+  };
+}
+
+/**
+ * A reloaded config for the same rollout: the state stays, the next table takes the new config. A changed
+ * rollout.shadow.percent applies at once, like every other reloaded setting.
+ */
+export function reloadChange(
+  actor: string,
+  reason: string | undefined,
+  changed: string[],
+  config?: Config,
+): PlannedChange {
   return {
     spec: {
       actor,
@@ -152,7 +188,10 @@ export function reloadChange(actor: string, reason: string | undefined, changed:
       safe: true,
       detail: { changed },
     },
-    mutate: (cur) => cur,
+    mutate: (cur) =>
+      config && changed.includes('rollout.shadow.percent')
+        ? { ...cur, shadow_bp: config.rollout.shadow.percentBp }
+        : cur,
   };
 }
 

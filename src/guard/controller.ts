@@ -19,6 +19,7 @@ import {
   resumeChange,
   rollbackChange,
   setOverridesChange,
+  shadowChange,
   weightChange,
 } from './commands.js';
 import { decide, describeBreach, stallReason } from './decisions.js';
@@ -34,6 +35,8 @@ import {
   type WindowView,
 } from './evaluate.js';
 import { RefusalAudit } from './refusals.js';
+import { ShadowGuard } from './shadow-guard.js';
+import type { ShadowVerdict } from './shadow-judge.js';
 
 export { type ControllerObserver, type FleetHooks, type LocalChange, summary } from './apply.js';
 export { type ChangeOutcome, ControllerError, freshState, notPersistedError } from './change.js';
@@ -55,12 +58,16 @@ export interface ControllerOptions {
   queries?: () => QueryInput | undefined;
   /** Told of each applied change and each evaluation this sidecar acts on (notifications). */
   observers?: readonly ControllerObserver[];
+  /** The shadow window and legacy's, when the shadow is wired (judged by the same rules). */
+  shadowWindows?: () => { shadow: WindowView; legacy: WindowView };
 }
 
 export class Controller {
   lastVerdict: Verdict | undefined;
   /** What the guard carries from one evaluation to the next (breach streak, gate clock). */
   private memory: GuardMemory = FRESH_MEMORY;
+  /** The shadow's own judgement (rollout.shadow), beside the main one. */
+  private readonly shadow: ShadowGuard;
   private timer: NodeJS.Timeout | undefined;
   private config: Config;
   private readonly writer: RoutingStateWriter;
@@ -77,6 +84,7 @@ export class Controller {
       initial,
     );
     this.refusals = new RefusalAudit(options.clock, (entry) => this.writer.appendAudit(entry));
+    this.shadow = new ShadowGuard({ ...options, audit: (entry) => this.writer.appendAudit(entry) });
   }
 
   /**
@@ -128,6 +136,11 @@ export class Controller {
 
   get snapshot(): Readonly<PersistedState> {
     return this.writer.state;
+  }
+
+  /** The shadow's last verdict (undefined while no shadow runs). */
+  get lastShadowVerdict(): ShadowVerdict | undefined {
+    return this.shadow.lastVerdict;
   }
 
   get policy(): Config['slo'] {
@@ -208,6 +221,8 @@ export class Controller {
     );
     this.lastVerdict = verdict;
     this.ruleMetrics(verdict);
+    const shadow = this.shadow.judge(this.writer.state, this.config, this.writer.fleet, now);
+    if (shadow.kind === 'change') this.writer.apply(shadow.change);
     const fleet = this.writer.fleet;
     // In a fleet, one sidecar judges fleet-wide data; the others only show their local view, and keep no
     // memory of it: a sidecar taking the lease must not bring a gate clock or breach streak built on its
@@ -266,6 +281,11 @@ export class Controller {
     return this.applyIfAny(rollbackChange(this.writer.state, actor, reason));
   }
 
+  /** The shadow's share in basis points (0: off); moves no real traffic. */
+  setShadow(actor: string, shadowBp: number, reason: string): ChangeOutcome {
+    return this.writer.apply(shadowChange(this.writer.state, this.config, actor, shadowBp, reason));
+  }
+
   /** Pins keys to a side (merged into the runtime overrides). */
   setOverrides(actor: string, keys: [string, UpstreamName][], reason: string): ChangeOutcome {
     return this.writer.apply(setOverridesChange(actor, keys, reason));
@@ -303,7 +323,7 @@ export class Controller {
       if (changed.some((field) => field.startsWith('slo.') || field.startsWith('rollout.'))) {
         this.memory = { ...this.memory, passingSince: null };
       }
-      outcome = this.writer.apply(reloadChange(actor, reason, changed));
+      outcome = this.writer.apply(reloadChange(actor, reason, changed, config));
     }
     if (this.timer) this.start();
     return outcome;

@@ -92,7 +92,7 @@ export function stallReason(verdict: Verdict, current: PersistedState, config: C
 }
 
 /** An automatic change counts toward the flap latch; one flip too many latches at the safe side. */
-function automatic(
+export function automatic(
   current: PersistedState,
   config: Config,
   now: number,

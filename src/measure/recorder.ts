@@ -82,6 +82,8 @@ export interface RecorderOptions {
 
 export class Recorder {
   readonly windows: Record<UpstreamName, SlidingWindow>;
+  /** The third window side: new's answers to shadow copies, judged against legacy by the same rules. */
+  readonly shadowWindow: SlidingWindow;
   readonly inflight: Record<UpstreamName, number> = { legacy: 0, new: 0 };
   /** Requests still waiting for their first byte, oldest first (hangs are read from here, off the request path). */
   readonly waiting: Record<UpstreamName, WaitingList> = { legacy: new WaitingList(), new: new WaitingList() };
@@ -106,6 +108,7 @@ export class Recorder {
     const window = () =>
       new SlidingWindow({ windowMs: options.windowMs, slices: options.slices, clock: options.clock });
     this.windows = { legacy: window(), new: window() };
+    this.shadowWindow = window();
     this.ttfbHistograms = { legacy: this.metrics.ttfb.labels('legacy'), new: this.metrics.ttfb.labels('new') };
     this.durationHistograms = {
       legacy: this.metrics.duration.labels('legacy'),
@@ -136,6 +139,13 @@ export class Recorder {
   reshapeWindows(windowMs: number, slices: number): void {
     this.windows.legacy.reshape(windowMs, slices);
     this.windows.new.reshape(windowMs, slices);
+    this.shadowWindow.reshape(windowMs, slices);
+  }
+
+  /** A shadow copy ended: its sample goes to the shadow window only (it is in no request metric or access line). */
+  finishedShadow(outcome: Outcome, status: number, ttfbMs: number | undefined, durationMs: number | undefined): void {
+    const answered = status > 0 && status < 500;
+    this.shadowWindow.record(outcome, answered ? ttfbMs : undefined, outcome === 'ok' ? durationMs : undefined);
   }
 
   /**

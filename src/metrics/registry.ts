@@ -26,7 +26,26 @@ export interface LiveReadings {
   >;
   connections?: () => Record<string, number>;
   weightRatio?: () => number;
+  /** Requests per segment and side since start (routing.segments). */
+  segments?: () => ReadonlyMap<string, PerUpstream>;
+  shadowRatio?: () => number;
+  shadowInflight?: () => number;
 }
+
+/** veer_shadow_requests_total's `result`: how a copy ended, or why it was dropped before it was sent. */
+export const SHADOW_RESULTS = [
+  'ok',
+  'upstream_5xx',
+  'timeout',
+  'connect_error',
+  'reset',
+  'cancelled',
+  'dropped_saturated',
+  'dropped_new_failing',
+  'dropped_body_too_large',
+  'dropped_body_incomplete',
+] as const;
+export type ShadowResult = (typeof SHADOW_RESULTS)[number];
 
 export const WINDOW_QUANTILES = ['0.5', '0.9', '0.95', '0.99'] as const;
 
@@ -80,6 +99,7 @@ export function setSloRuleSeries(
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   const live: LiveReadings = {};
+  const segmentExported = new Map<string, number>();
   if (options.defaultMetrics !== false) {
     collectDefaultMetrics({ register: registry, prefix: 'veer_' });
     // The per-type gauges (veer_nodejs_active_handles{type}, ...) stay and carry the same information.
@@ -339,6 +359,54 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     fleetSyncErrors: new Counter({
       name: 'veer_fleet_sync_errors_total',
       help: 'Failed exchanges with the fleet store (Redis).',
+      registers,
+    }),
+    segmentRequests: new Counter({
+      name: 'veer_segment_requests_total',
+      help: 'Requests routed by a segment (routing.segments), by segment and upstream.',
+      labelNames: ['segment', 'upstream'] as const,
+      registers,
+      collect() {
+        // The request path counts plain numbers; the counter catches up with them at scrape time.
+        const counts = live.segments?.();
+        if (!counts) return;
+        for (const [segment, perSide] of counts) {
+          for (const upstream of ['legacy', 'new'] as const) {
+            const exported = segmentExported.get(`${segment}\0${upstream}`) ?? 0;
+            if (perSide[upstream] > exported) this.inc({ segment, upstream }, perSide[upstream] - exported);
+            segmentExported.set(`${segment}\0${upstream}`, perSide[upstream]);
+          }
+        }
+      },
+    }),
+    shadowRequests: new Counter({
+      name: 'veer_shadow_requests_total',
+      help: 'Shadow copies sent to new, by how they ended, and copies dropped before they were sent (dropped_*).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    shadowInflight: new Gauge({
+      name: 'veer_shadow_inflight',
+      help: 'Shadow copies open now (buffering their body or waiting on new).',
+      registers,
+      collect() {
+        const n = live.shadowInflight?.();
+        if (n !== undefined) this.set(n);
+      },
+    }),
+    shadowRatio: new Gauge({
+      name: 'veer_shadow_ratio',
+      help: 'Share of legacy-bound keys mirrored to new by the current routing table (0..1).',
+      registers,
+      collect() {
+        const r = live.shadowRatio?.();
+        if (r !== undefined) this.set(r);
+      },
+    }),
+    shadowRuleStatus: new Gauge({
+      name: 'veer_shadow_rule_status',
+      help: 'Last evaluation of each SLO rule on the shadow against legacy: 1 pass, 0 inconclusive, -1 breach.',
+      labelNames: ['rule'] as const,
       registers,
     }),
     fleetStateVersion: new Gauge({

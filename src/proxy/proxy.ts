@@ -7,13 +7,15 @@ import type { Logger } from '../log.js';
 import type { Recorder } from '../measure/recorder.js';
 import type { Metrics } from '../metrics/registry.js';
 import { extractKey } from '../routing/key.js';
-import { decide, type RoutingTable } from '../routing/table.js';
+import { type Decision, decide, type RoutingTable, shadowed } from '../routing/table.js';
 import { Http1Downstream } from './downstream-h1.js';
 import { Http2Downstream } from './downstream-h2.js';
 import { errorBody } from './errors.js';
 import { Exchange, type ExchangeContext } from './exchange.js';
 import { type OutHeaders, withoutHopByHop } from './headers.js';
 import { checkHttp1, checkHttp2, type Refusal, type RequestRules } from './request-checks.js';
+import { SegmentCounts } from './segment-counts.js';
+import type { ShadowTraffic } from './shadow.js';
 import type { Upstream } from './upstream.js';
 
 /** Request headers that belong to one connection (RFC 9110 §7.6.1) or that veer sets itself. */
@@ -89,6 +91,8 @@ export interface ProxyOptions {
   recorder: Recorder;
   metrics: Metrics;
   logger: Logger;
+  /** Shadow traffic (rollout.shadow): copies of legacy-bound requests sent to new. */
+  shadow?: ShadowTraffic;
 }
 
 export class ProxyHandler {
@@ -100,8 +104,13 @@ export class ProxyHandler {
   private rules: RequestRules;
   /** HTTP/1.1 connections veer answered a refusal on: closed once that answer is out. */
   private readonly closingSockets = new WeakSet<object>();
+  /** Requests each segment routed, by side (status and metrics read it). */
+  readonly segmentCounts = new SegmentCounts();
   private readonly metrics: Metrics;
   private readonly maxHeaderSize: number;
+  private readonly shadow: ShadowTraffic | undefined;
+  /** The key of the request being routed (read by mirror() right after route(), in the same call). */
+  private key: string | undefined;
 
   constructor(options: ProxyOptions) {
     this.table = options.table;
@@ -109,7 +118,9 @@ export class ProxyHandler {
     this.forwarding = options.config.forwarding;
     this.rules = rulesOf(options.config.routing);
     this.metrics = options.metrics;
+    this.metrics.live.segments = () => this.segmentCounts.bySegment;
     this.maxHeaderSize = options.config.listen.maxHeaderSize;
+    this.shadow = options.shadow;
     const fallbacks = options.metrics.fallbacks;
     this.ctx = {
       upstreams: options.upstreams,
@@ -134,10 +145,43 @@ export class ProxyHandler {
   /** Routes on the headers the upstream will get (after hop-by-hop removal), so both see the same key. */
   private route(headers: OutHeaders, path: string, clientAddress: string | undefined) {
     const key = extractKey(this.routing.keys, headers, path, clientAddress);
+    this.key = key;
     if (key === undefined) this.metrics.keyless.inc();
     const force = this.table.forceHeader;
     const forced = force === undefined ? undefined : headers[force];
-    return decide(this.table, key, typeof forced === 'string' ? forced : undefined);
+    const decision = decide(
+      this.table,
+      key,
+      typeof forced === 'string' ? forced : undefined,
+      Math.random,
+      headers,
+      path,
+    );
+    if (decision.segment !== undefined) this.segmentCounts.count(decision.segment, decision.upstream);
+    return decision;
+  }
+
+  /**
+   * A legacy-bound request the table shadows (and the shadow's methods and paths cover) gets a copy sent
+   * to new: the body the user's exchange reads is then the tee. Anything else keeps its body as is.
+   */
+  private mirror<B extends AsyncIterator<Buffer>>(
+    decision: Decision,
+    method: string,
+    path: string,
+    headers: OutHeaders,
+    body: B | null,
+  ) {
+    const shadow = this.shadow;
+    if (
+      shadow === undefined ||
+      decision.upstream !== 'legacy' ||
+      this.table.shadowBp === 0 ||
+      !shadow.scope(method, path) ||
+      !shadowed(this.table, this.key)
+    )
+      return body;
+    return shadow.mirror(method, path, headers, body);
   }
 
   handleHttp1 = (req: IncomingMessage, res: ServerResponse): void => {
@@ -159,17 +203,18 @@ export class ProxyHandler {
     const headers = this.upstreamHeaders(req.headers, clientAddress, proto);
     const decision = this.route(headers, path, clientAddress);
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+    const method = req.method ?? 'GET';
     new Exchange({
       ctx: this.ctx,
       upstream: decision.upstream,
       reason: decision.reason,
       bucket: decision.bucket,
-      method: req.method ?? 'GET',
+      method,
       path,
       headers,
       // An iterator, not the request itself: undici destroys a body stream it is done with, and for a
       // request whose answer came before its body was in, that would reset the client's connection.
-      body: hasBody ? req.iterator({ destroyOnReturn: false }) : null,
+      body: this.mirror(decision, method, path, headers, hasBody ? req.iterator({ destroyOnReturn: false }) : null),
       downstream: new Http1Downstream(res),
     }).start();
   };
@@ -208,7 +253,13 @@ export class ProxyHandler {
     const decision = this.route(headers, path, clientAddress);
     // The request stream itself must not be handed to undici: it destroys its body when done, and
     // for HTTP/2 that would also end the response. An iterator over the readable side is safe.
-    const body = stream.endAfterHeaders ? null : stream.iterator({ destroyOnReturn: false });
+    const body = this.mirror(
+      decision,
+      method,
+      path,
+      headers,
+      stream.endAfterHeaders ? null : stream.iterator({ destroyOnReturn: false }),
+    );
     // veer takes the expectation off the request (it is hop-by-hop), so it answers it itself, as node does
     // for HTTP/1.1: a client waiting for 100 would otherwise wait out its own timer (RFC 9110 §10.1.1).
     if (body !== null && reqHeaders.expect?.toLowerCase() === '100-continue') {

@@ -64,6 +64,25 @@ function queryValue(path: string, name: string): string | undefined {
   return value;
 }
 
+/**
+ * One value from a request, read as a key source reads it (a header's first line, a cookie, a query
+ * parameter; UTF-8 text), capped in length: what a segment matches.
+ */
+export function requestValue(
+  kind: 'header' | 'cookie' | 'query',
+  name: string,
+  headers: HeaderBag,
+  path: string,
+): string | undefined {
+  const value =
+    kind === 'header'
+      ? first(headers[name])
+      : kind === 'cookie'
+        ? cookieValue(headers.cookie, name)
+        : queryValue(path, name);
+  return value !== undefined && value.length > MAX_KEY_LENGTH ? value.slice(0, MAX_KEY_LENGTH) : value;
+}
+
 /** The key, capped in length so an attacker cannot make hashing expensive; undefined when no source is present. */
 export function extractKey(
   sources: readonly KeySource[],

@@ -42,6 +42,8 @@ export interface PersistedState {
   weight_since: number;
   last_change: ChangeRecord | null;
   version: number;
+  /** Shadow share in basis points as an operator or the guard last set it (absent: the config's percent). */
+  shadow_bp?: number;
   /**
    * Fleet mode: the shared store's version this sidecar last reconciled with, so that after a restart it
    * can tell its own unshared changes from the fleet's (absent outside fleet mode; never sent to the store).
@@ -80,6 +82,11 @@ function problemOf(s: Record<string, unknown>): string | undefined {
   if (!Array.isArray(s.flips) || !s.flips.every((x) => typeof x === 'number')) return 'flips: must be a number list';
   if (typeof s.weight_since !== 'number') return 'weight_since: must be a number';
   if (!Number.isInteger(s.version)) return 'version: must be an integer';
+  if (
+    s.shadow_bp !== undefined &&
+    (!Number.isInteger(s.shadow_bp) || (s.shadow_bp as number) < 0 || (s.shadow_bp as number) > 10_000)
+  )
+    return 'shadow_bp: must be an integer 0..10000';
   return undefined;
 }
 

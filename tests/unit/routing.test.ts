@@ -4,7 +4,7 @@ import { murmur3, murmur3Prefixed, prefixState } from '../../src/routing/murmur3
 import { BUCKETS, bucketOf, decide, makeTable, type RoutingTable } from '../../src/routing/table.js';
 import { seededRandom } from '../helpers/random.js';
 
-function table(weightPercent: number, fields: Partial<RoutingTable> = {}): RoutingTable {
+function table(weightPercent: number, fields: Partial<Parameters<typeof makeTable>[0]> = {}): RoutingTable {
   return makeTable({
     rolloutId: 'r',
     salt: 'salt-1',

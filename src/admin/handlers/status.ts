@@ -9,6 +9,7 @@ import { bad } from '../body.js';
 import type { AdminContext, ApiRoute } from '../context.js';
 import { serializeRollout, serializeStatus } from '../schemas.js';
 import { sendJson } from '../server.js';
+import { segmentsJson, shadowJson } from './shadow-status.js';
 
 export function rolloutJson(controller: Controller, config: Config) {
   const snapshot = controller.snapshot;
@@ -107,6 +108,8 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
       }));
   return {
     rollout: rolloutJson(controller, config),
+    shadow: shadowJson(ctx),
+    segments: segmentsJson(ctx),
     upstreams: { legacy: upstreamJson(ctx, 'legacy'), new: upstreamJson(ctx, 'new') },
     slo: {
       on_breach: config.slo.onBreach,

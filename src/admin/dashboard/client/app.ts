@@ -10,6 +10,7 @@ import { onCommandDone } from './command.js';
 import { setupConfirm } from './confirm.js';
 import { renderOverrides, setupOverrides } from './overrides.js';
 import { inRange, RANGES, setupRange } from './range.js';
+import { renderShadowPanel } from './shadow-panel.js';
 import { renderUpstreams } from './upstreams.js';
 import { renderAudit, renderHeader, renderRules } from './view.js';
 
@@ -26,6 +27,7 @@ const PANELS: ((status: Status, skewMs: number) => void)[] = [
   renderUpstreams,
   renderRules,
   renderOverrides,
+  renderShadowPanel,
 ];
 
 const charts = new Charts();

@@ -3,6 +3,7 @@
 import type { AuditEntry, RolloutState, RuleJson, Status } from '../../api-types.js';
 
 export const STATE_LABEL: Record<RolloutState, string> = {
+  shadowing: 'shadowing (0 % real traffic)',
   progressing: 'progressing',
   holding: 'holding at gate',
   promoted: 'promoted',
@@ -24,14 +25,14 @@ export function ago(ms: number): string {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
-function cell(tr: HTMLTableRowElement, text: string, className?: string): HTMLTableCellElement {
+export function cell(tr: HTMLTableRowElement, text: string, className?: string): HTMLTableCellElement {
   const td = tr.insertCell();
   td.textContent = text;
   if (className) td.className = className;
   return td;
 }
 
-function fill(tbody: HTMLTableSectionElement, rows: HTMLTableRowElement[], empty: string, cols: number): void {
+export function fill(tbody: HTMLTableSectionElement, rows: HTMLTableRowElement[], empty: string, cols: number): void {
   if (rows.length === 0) {
     const tr = document.createElement('tr');
     const td = cell(tr, empty, 'muted');
@@ -78,7 +79,7 @@ export function renderHeader(status: Status, skewMs: number): void {
             : `${g.next_percent} % once every rule passes`;
 }
 
-function value(r: RuleJson, x: number | null): string {
+export function value(r: RuleJson, x: number | null): string {
   if (x === null) return '–';
   if (r.unit === 'value') return String(Number(x.toPrecision(6)));
   return r.unit === 'ratio' ? `${(x * 100).toFixed(2)} %` : `${x.toFixed(1)} ms`;
