@@ -11,6 +11,7 @@ import { fdLimits } from './lib/proc.js';
 import { type ScenarioResult, writeReport } from './lib/results.js';
 import { chunkLatency } from './scenarios/chunk-latency.js';
 import { micro } from './scenarios/micro.js';
+import { shadow } from './scenarios/shadow.js';
 import { streams } from './scenarios/streams.js';
 import { throughput } from './scenarios/throughput.js';
 import { ttfbOverhead } from './scenarios/ttfb-overhead.js';
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, Scenario> = {
   'ttfb-overhead': ttfbOverhead,
   'chunk-latency': chunkLatency,
   streams,
+  shadow,
 };
 const ORDER = Object.keys(SCENARIOS);
 const round2 = (n: number) => Math.round(n * 100) / 100;

@@ -89,8 +89,14 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
   bench.add(
     'bucketing, 5 segments',
     batched(() => {
-      sink += decide(segmented, keys[k++ & 4095], undefined, Math.random, requestHeaders, '/v1/chat/completions')
-        .bucket;
+      sink += decide(
+        segmented,
+        keys[k++ & 4095],
+        undefined,
+        Math.random,
+        requestHeaders,
+        '/v1/chat/completions',
+      ).bucket;
     }),
   );
 
