@@ -1,8 +1,8 @@
-// shadow: veer with 5 % shadow traffic against veer without, same run — CPU per request, per copy, and the user's TTFB.
+// shadow: veer with 0, 5 and 100 % shadow traffic in the same run — CPU per request and per copy, and the user's TTFB.
 
 import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
-import { fixedRate } from '../lib/load.js';
+import { closedLoop, fixedRate } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { median, Samples } from '../lib/samples.js';
@@ -25,9 +25,12 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
   const params = {
     rounds: q ? 2 : 4,
     roundSeconds: q ? 1 : 3,
-    ratePerS: q ? 150 : 200,
+    /** CPU rounds: a closed loop keeps veer busy, so fixed per-process costs (timers, GC) do not swamp a request's. */
+    concurrency: 16,
+    /** TTFB rounds: an open loop at a rate well below saturation. */
+    ratePerS: q ? 100 : 150,
     shadowPercent: 5,
-    upstreamTtfbMs: 20,
+    upstreamTtfbMs: 5,
     weight: 0,
   };
   // Streaming completions, every user on legacy (weight 0); new answers the copies as legacy would.
@@ -56,18 +59,20 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
     const perCopy: number[] = [];
     const copies: Record<Side, number> = { off: 0, on: 0, all: 0 };
     let key = 0;
-    const round = async (side: Side, ms: number) => {
+    const round = async (side: Side, ms: number, load: 'cpu' | 'ttfb') => {
       const samples = new Samples();
       let ok = 0;
       const before = shadowCount(await sides[side].metrics());
       const c0 = sides[side].cpu().total;
-      await fixedRate(params.ratePerS, ms, async () => {
+      const fire = async () => {
         const t = await timedRequest(pools[side], chatRequest(`user-${key++}`, true));
         if (t.status === 200 && t.firstByteNs > 0n) {
           ok++;
           samples.add(Number(t.firstByteNs - t.startNs) / 1e6);
         }
-      });
+      };
+      if (load === 'cpu') await closedLoop(params.concurrency, ms, fire);
+      else await fixedRate(params.ratePerS, ms, fire);
       // Copies still open finish on the veer that sent them: their CPU belongs to this round.
       await new Promise((r) => setTimeout(r, 200));
       const cpuS = sides[side].cpu().total - c0;
@@ -75,17 +80,19 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
       return { samples, ok, cpuS, sent };
     };
     ctx.log('shadow: warm-up');
-    for (const side of ['off', 'on', 'all'] as const) await round(side, q ? 300 : 1000);
-    ctx.log(`shadow: ${params.rounds} rounds of ${params.roundSeconds} s per side at ${params.ratePerS} req/s`);
+    for (const side of ['off', 'on', 'all'] as const) await round(side, q ? 300 : 1500, 'cpu');
+    ctx.log(`shadow: ${params.rounds} rounds of ${params.roundSeconds} s per side, closed loop and open loop`);
     for (let r = 0; r < params.rounds; r++) {
       const order: Side[] = r % 2 === 0 ? ['off', 'on', 'all'] : ['all', 'on', 'off'];
       const out = {} as Record<Side, Awaited<ReturnType<typeof round>>>;
       for (const side of order) {
-        out[side] = await round(side, params.roundSeconds * 1000);
-        roundP99[side].push(out[side].samples.percentile(99));
-        roundP50[side].push(out[side].samples.percentile(50));
+        out[side] = await round(side, params.roundSeconds * 1000, 'cpu');
         cpuPerReq[side].push((out[side].cpuS * 1e6) / out[side].ok);
         copies[side] += out[side].sent;
+        const timed = await round(side, params.roundSeconds * 1000, 'ttfb');
+        roundP99[side].push(timed.samples.percentile(99));
+        roundP50[side].push(timed.samples.percentile(50));
+        copies[side] += timed.sent;
       }
       // The copies' own cost: what the fully mirrored veer spent beyond the plain one, per copy sent.
       const extraUs = (out.all.cpuS / out.all.ok - out.off.cpuS / out.off.ok) * out.all.ok * 1e6;
@@ -100,7 +107,7 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
     figures.push(
       figure({
         key: 'shadow.cpu_us_per_req',
-        label: `proxy CPU per request, ${params.shadowPercent} % shadow off (direct column) vs on (veer column)`,
+        label: `proxy CPU per request (SSE, ${params.concurrency} in flight), ${params.shadowPercent} % shadow off (direct column) vs on (veer column)`,
         unit: 'us',
         direct: median(cpuPerReq.off),
         veer: median(cpuPerReq.on),
@@ -113,7 +120,7 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
       }),
       figure({
         key: 'shadow.ttfb_p99',
-        label: `user TTFB p99 (median of rounds), ${params.shadowPercent} % shadow off (direct column) vs on (veer column), SSE, upstream TTFB ${params.upstreamTtfbMs} ms`,
+        label: `user TTFB p99 (median of rounds, ${params.ratePerS} req/s), ${params.shadowPercent} % shadow off (direct column) vs on (veer column), SSE, upstream TTFB ${params.upstreamTtfbMs} ms`,
         unit: 'ms',
         direct: median(roundP99.off),
         veer: median(roundP99.on),
@@ -129,7 +136,7 @@ export async function shadow(ctx: ScenarioContext): Promise<ScenarioResult> {
     );
     const list = (v: number[], digits = 1) => v.map((x) => x.toFixed(digits)).join(', ');
     notes.push(
-      `Three veer processes: rollout.shadow.percent 0, ${params.shadowPercent} and 100, weight 0 (every user on legacy), ${params.ratePerS} req/s open loop each, rounds alternated; copies sent to new: ${copies.on} at ${params.shadowPercent} %, ${copies.all} at 100 %; ${dropped} dropped at ${params.shadowPercent} %.`,
+      `Three veer processes: rollout.shadow.percent 0, ${params.shadowPercent} and 100, weight 0 (every user on legacy); per round and side, CPU from a closed loop of ${params.concurrency} and TTFB from an open loop at ${params.ratePerS} req/s; rounds alternated; copies sent to new: ${copies.on} at ${params.shadowPercent} %, ${copies.all} at 100 %; ${dropped} dropped at ${params.shadowPercent} %.`,
       `CPU per request by round, off: ${list(cpuPerReq.off)} µs; ${params.shadowPercent} %: ${list(cpuPerReq.on)} µs; 100 %: ${list(cpuPerReq.all)} µs. Per copy (100 % against off) by round: ${list(perCopy, 0)} µs.`,
       `TTFB p99 by round, off: ${list(roundP99.off, 2)} ms; ${params.shadowPercent} %: ${list(roundP99.on, 2)} ms; 100 %: ${list(roundP99.all, 2)} ms. Target: ${params.shadowPercent} % shadow adds at most the larger of 2 ms and the spread of the off side's middle rounds (${noise.toFixed(2)} ms).`,
     );

@@ -31,7 +31,9 @@ function first(value: string | string[] | undefined): string | undefined {
 function cookieValue(header: string | string[] | undefined, name: string): string | undefined {
   // h2 may split cookies into several header fields; HTTP/1.1 joins them with "; ".
   const text = Array.isArray(header) ? header.join('; ') : header;
-  if (!text) return undefined;
+  // No cookie of that name can be in a header that does not contain the name (the usual case for a
+  // segment's cookie): skip the parse.
+  if (!text || !text.includes(name)) return undefined;
   let at = 0;
   while (at < text.length) {
     const end = text.indexOf(';', at);
