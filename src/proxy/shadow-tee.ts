@@ -57,6 +57,11 @@ export class BodyTee implements AsyncIterableIterator<Buffer> {
     throw err;
   };
 
+  /** Gives up the copy now (a body still coming after rollout.shadow.timeout); the user's upload goes on. */
+  abandon(): void {
+    this.settle({ dropped: 'body_incomplete' });
+  }
+
   private settle(result: TeeResult): void {
     if (this.settled) return;
     this.settled = true;

@@ -34,6 +34,10 @@ function launch(
   shadow.launch(method, path, headers, chunks, bytes);
 }
 
+function abandonTee(tee: () => BodyTee): void {
+  tee().abandon();
+}
+
 /**
  * Never costs the user anything: admission is a counter check on the request path; a full house or a
  * failing new drops the copy (counted, not queued); the body is teed by reference and the copy sent
@@ -96,7 +100,10 @@ export class ShadowTraffic {
       setImmediate(launch, this, method, path, copyHeaders, null, 0);
       return null;
     }
-    return new BodyTee(body, this.config.maxBodyBytes, (result: TeeResult) => {
+    // A body that never ends nor fails (its exchange stopped reading it) must not hold a slot for ever.
+    const timer = setTimeout(abandonTee, this.config.timeoutMs, () => tee).unref();
+    const tee = new BodyTee(body, this.config.maxBodyBytes, (result: TeeResult) => {
+      clearTimeout(timer);
       if ('dropped' in result) {
         this.inflight--;
         this.count(result.dropped === 'body_too_large' ? 'dropped_body_too_large' : 'dropped_body_incomplete');
@@ -104,6 +111,7 @@ export class ShadowTraffic {
       }
       setImmediate(launch, this, method, path, copyHeaders, result.chunks, result.bytes);
     });
+    return tee;
   }
 
   /** Sends one admitted copy (off the user's path: a later turn of the event loop). */

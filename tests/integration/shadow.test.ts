@@ -2,6 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -171,6 +172,23 @@ describe('shadow traffic', () => {
     );
     await new Promise((r) => setTimeout(r, 50));
     expect(seen.length).toBe(1);
+  });
+
+  it('lets go of a copy whose body is still coming at the shadow timeout, while the user goes on uploading', async () => {
+    stack = await startStack({
+      config: { rollout: { id: 'shadow-slow-body', weight: 0, shadow: { percent: 100, timeout: '300ms' } } },
+    });
+    const s = stack;
+    const socket = net.connect(s.veer.proxyAddress.port, '127.0.0.1');
+    cleanups.push(async () => socket.destroy());
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-user-id: slow\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":',
+    );
+    await waitFor(() => s.veer.shadow.inflight === 1);
+    await waitFor(() => s.veer.shadow.inflight === 0, 3000);
+    expect((await shadowResults(s)).dropped_body_incomplete).toBe(1);
+    expect(socket.destroyed).toBe(false);
   });
 
   it('drops copies while new refuses connections, and counts why', async () => {
