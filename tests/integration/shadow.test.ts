@@ -2,11 +2,12 @@
 
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Stack, serveHttp, startStack, waitFor } from '../helpers/stack.js';
+import { h2Request, type Stack, serveHttp, startStack, waitFor } from '../helpers/stack.js';
 import { counter, faultUpstream } from '../reliability/faults.js';
 
 const agent = new Agent({ connections: 32 });
@@ -166,12 +167,30 @@ describe('shadow traffic', () => {
     const res = await post(s, '/v1/chat/completions', 'big', big);
     expect(res.status).toBe(200);
     expect((await shadowResults(s)).dropped_body_too_large).toBe(1);
+    // Over HTTP/2 the same: the user's answer from legacy, a marked copy with the whole body to new.
+    const session = http2.connect(s.url);
+    cleanups.push(async () => session.close());
+    const viaH2 = await h2Request(
+      session,
+      {
+        ':method': 'POST',
+        ':path': '/v1/chat/completions',
+        'x-user-id': 'h2-user',
+        'content-type': 'application/json',
+      },
+      small,
+    );
+    expect(viaH2.status).toBe(200);
+    expect(viaH2.headers['x-veer-upstream']).toBe('legacy');
+    await waitFor(() => seen.length === 2);
+    expect(seen[1]!.headers['x-veer-shadow']).toBe('1');
+    expect(seen[1]!.body.toString()).toBe(small);
     // GET is not among the mirrored methods.
     await request(`${s.url}/v1/models`, { dispatcher: agent, headers: { 'x-user-id': 'g' } }).then((r) =>
       r.body.text(),
     );
     await new Promise((r) => setTimeout(r, 50));
-    expect(seen.length).toBe(1);
+    expect(seen.length).toBe(2);
   });
 
   it('lets go of a copy whose body is still coming at the shadow timeout, while the user goes on uploading', async () => {
