@@ -33,7 +33,7 @@ function cookieValue(header: string | string[] | undefined, name: string): strin
   const text = Array.isArray(header) ? header.join('; ') : header;
   // No cookie of that name can be in a header that does not contain the name (the usual case for a
   // segment's cookie): skip the parse.
-  if (!text || !text.includes(name)) return undefined;
+  if (!text?.includes(name)) return undefined;
   let at = 0;
   while (at < text.length) {
     const end = text.indexOf(';', at);

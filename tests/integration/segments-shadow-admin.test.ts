@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
+import type { Status } from '../../src/admin/api-types.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { Veer } from '../../src/veer.js';
 import { REPO } from '../helpers/process.js';
@@ -90,7 +91,7 @@ state: { path: ${join(dir, 'state.json')}, audit_path: ${join(dir, 'audit.jsonl'
 
   async function status() {
     const res = await request(`${admin}/api/status`);
-    return (await res.body.json()) as Record<string, any>;
+    return (await res.body.json()) as Status;
   }
 
   it('routes by segment, counts per segment in status and metrics, and sends every segment to legacy on a kill', async () => {
