@@ -30,6 +30,8 @@ const REQUEST_HOP_BY_HOP = new Set([
   'host',
   'expect',
   'http2-settings',
+  // veer's mark on a shadow copy: a client must not make legacy (or new) take a real request for a copy.
+  'x-veer-shadow',
 ]);
 
 function ignoreStreamError(): void {}

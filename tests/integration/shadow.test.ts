@@ -81,6 +81,17 @@ describe('shadow traffic', () => {
       'x-veer-shadow',
     );
     await waitFor(() => hang.requests >= 1);
+    // A client cannot pass its own request off as a copy.
+    const forged = await request(`${s.url}/_mock/echo`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'x-user-id': 'user-2', 'x-veer-shadow': '1' },
+      body: 'x',
+    });
+    await forged.body.text();
+    expect(JSON.parse(Buffer.from(String(forged.headers['x-echo-headers']), 'base64').toString())).not.toHaveProperty(
+      'x-veer-shadow',
+    );
 
     // TTFB with and without shadow in the same run, interleaved in rounds, while every copy hangs.
     const off: number[] = [];
