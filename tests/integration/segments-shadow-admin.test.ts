@@ -185,4 +185,35 @@ state: { path: ${join(dir, 'state.json')}, audit_path: ${join(dir, 'audit.jsonl'
     s = await status();
     expect(s.rollout.weight_percent).toBe(0);
   });
+
+  it('applies a reloaded rollout.shadow.percent and its limits, and refuses a bad one naming the field', async () => {
+    const reload = async () => {
+      const res = await request(`${admin}/api/reload`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return { status: res.statusCode, text: await res.body.text() };
+    };
+    writeFileSync(
+      configPath,
+      yaml(STAFF, 3).replace('shadow: { percent: 3 }', 'shadow: { percent: 3, max_inflight: 7 }'),
+    );
+    const ok = await reload();
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.text).changed).toEqual(
+      expect.arrayContaining(['rollout.shadow.percent', 'rollout.shadow.max_inflight']),
+    );
+    expect(veer.table.shadowBp).toBe(300);
+    expect((await status()).shadow).toMatchObject({ percent: 3, max_inflight: 7 });
+
+    writeFileSync(
+      configPath,
+      yaml(STAFF, 3).replace('shadow: { percent: 3 }', 'shadow: { percent: 3, max_body: lots }'),
+    );
+    const refused = await reload();
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('rollout.shadow.max_body: must be a size');
+    expect(veer.table.shadowBp).toBe(300);
+  });
 });
