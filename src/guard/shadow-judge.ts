@@ -70,7 +70,11 @@ export function judgeShadow(
   memory: ShadowMemory,
   now: number,
 ): ShadowVerdict {
-  const rules = policy.rules.map((r) => judgeRule(r, { new: windows.shadow, legacy: windows.legacy }));
+  // Query rules read new's real traffic from Prometheus; they say nothing of the copies, so the shadow is
+  // judged by the window rules only.
+  const rules = policy.rules
+    .filter((r) => r.metric !== 'query')
+    .map((r) => judgeRule(r, { new: windows.shadow, legacy: windows.legacy }));
   const breached = rules.filter((r) => r.status === 'breach');
   const allPassed = rules.length > 0 && rules.every((r) => r.status === 'pass');
   const streak = breached.length > 0 ? memory.breachStreak + 1 : 0;

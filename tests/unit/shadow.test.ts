@@ -74,6 +74,30 @@ describe('the shadow judge', () => {
     });
   });
 
+  it('judges the shadow by the window rules only: a query rule reads real traffic, not the copies', () => {
+    const r = buildConfig({
+      upstreams: { legacy: { url: 'http://127.0.0.1:1' }, new: { url: 'http://127.0.0.1:2' } },
+      rollout: { id: 'r', steps: [5], shadow: { percent: 10 } },
+      slo: {
+        min_samples: 10,
+        prometheus: { url: 'http://127.0.0.1:9090' },
+        rules: ['ttfb_p95 <= 500ms', { name: 'kv', query: 'max(kv_usage)', max: 0.9 }],
+      },
+    });
+    if (!r.ok) throw new Error(r.problems.join('\n'));
+    const rollout = {
+      state: 'shadowing' as const,
+      stepsBp: [500],
+      stepMinDurationMs: 0,
+      autoPromote: true,
+      onBreach: 'rollback' as const,
+      since: 0,
+    };
+    const v = judgeShadow({ shadow: view(300, 0), legacy }, r.config.slo, rollout, FRESH_SHADOW_MEMORY, 0);
+    expect(v.rules.map((rule) => rule.name)).toEqual(['ttfb_p95']);
+    expect(v.action).toEqual({ kind: 'open_first_step', toBp: 500 });
+  });
+
   it('never counts an inconclusive shadow (too few copies) as a pass', () => {
     let memory = FRESH_SHADOW_MEMORY;
     for (let t = 0; t <= 60_000; t += 5000) {
