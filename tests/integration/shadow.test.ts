@@ -110,8 +110,9 @@ describe('shadow traffic', () => {
     expect((await shadowResults(s)).dropped_saturated).toBeGreaterThan(0);
     const p50 = (v: number[]) => quantile(v, 0.5);
     const p90 = (v: number[]) => quantile(v, 0.9);
-    expect(p50(on)).toBeLessThan(p50(off) * 1.5 + 5);
-    expect(p90(on)).toBeLessThan(p90(off) * 1.5 + 10);
+    // Generous bounds for a loaded machine: a copy that held the user up would cost new's whole hang (seconds).
+    expect(p50(on)).toBeLessThan(p50(off) * 1.5 + 10);
+    expect(p90(on)).toBeLessThan(p90(off) * 2 + 25);
   });
 
   it('drops copies at max_inflight (counted), and ends each copy at its timeout', async () => {
