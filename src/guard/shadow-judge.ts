@@ -58,7 +58,7 @@ export function shadowInForce(s: Pick<PersistedState, 'state' | 'shadow_bp'>, co
  */
 export function judgeShadow(
   windows: { shadow: WindowView; legacy: WindowView },
-  policy: Pick<SloConfig, 'rules' | 'consecutiveBreaches'>,
+  policy: Pick<SloConfig, 'rules' | 'consecutiveBreaches'> & { confidence?: number },
   rollout: {
     state: RolloutState;
     stepsBp: readonly number[];
@@ -74,9 +74,13 @@ export function judgeShadow(
   // judged by the window rules only.
   const rules = policy.rules
     .filter((r) => r.metric !== 'query')
-    .map((r) => judgeRule(r, { new: windows.shadow, legacy: windows.legacy }));
-  const breached = rules.filter((r) => r.status === 'breach');
-  const allPassed = rules.length > 0 && rules.every((r) => r.status === 'pass');
+    .map((r) =>
+      judgeRule(r, { new: windows.shadow, legacy: windows.legacy }, undefined, now, policy.confidence ?? 0.99),
+    );
+  // Observe rules are judged and shown, as for real traffic, but neither breach nor gate.
+  const acting = rules.filter((r) => r.action === 'act');
+  const breached = acting.filter((r) => r.status === 'breach');
+  const allPassed = acting.length > 0 && acting.every((r) => r.status === 'pass');
   const streak = breached.length > 0 ? memory.breachStreak + 1 : 0;
   const next: ShadowMemory = {
     breachStreak: streak,

@@ -243,9 +243,18 @@ describe('judging the shadow', () => {
   const rules = { interval: '1h', min_samples: 5, rules: ['error_rate <= 1%', 'ttfb_p95 <= 2000ms'] };
 
   it('records and audits a breach in the shadow, stops the shadow, and rolls back nothing', async () => {
+    // new fails the copies only: its real traffic stays healthy, so whatever moves comes from the shadow.
+    const next = await serveHttp((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.headers['x-veer-shadow'] === '1') res.writeHead(500).end('copy failed');
+        else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      });
+    });
+    cleanups.push(() => next.close());
     stack = await startStack({
-      next: { errorRate: 1 },
       config: {
+        upstreams: { new: { url: next.url } },
         rollout: { id: 'shadow-breach', weight: 20, shadow: { percent: 100 } },
         slo: rules,
       },
