@@ -168,6 +168,8 @@ export interface Config {
   state: { path: string; auditPath: string };
   log: { level: string; access: boolean };
   drain: { gracePeriodMs: number };
+  /** Token accounting on the relay path. */
+  measure: { tokenAccounting: boolean; streamFormat: 'auto' | 'openai' | 'responses' | 'anthropic' | 'generic' };
   reload: { watch: boolean };
   notify: NotifyConfig[];
   fleet: {

@@ -20,6 +20,7 @@ export class JsonAnswerScanner implements TokenSummary {
   readonly lastTokenAt = 0;
   readonly gaps = undefined;
   readonly maxGapMs = 0;
+  heldBack = false;
   outputTokens = -1;
   end: EndClass = 'truncated';
   private readonly capture = new ByteCapture(HEAD, TAIL);

@@ -63,6 +63,7 @@ export class SseScanner implements TokenSummary, EventBytes {
   end: EndClass = 'truncated';
   gaps: Uint32Array | undefined;
   maxGapMs = 0;
+  heldBack = false;
 
   // EventBytes of the event being read.
   readonly name = Buffer.allocUnsafe(NAME_MAX);

@@ -15,7 +15,7 @@ export const END_CLASS_INDEX: Readonly<Record<EndClass, number>> = {
 /** The event grammar a stream is read with; `responses` is OpenAI's Responses API. */
 export type StreamFormat = 'openai' | 'responses' | 'anthropic' | 'generic';
 /** measure.stream_format: `auto` picks by the request path, then by the first event. */
-export type StreamFormatSetting = 'auto' | 'openai' | 'anthropic' | 'generic';
+export type StreamFormatSetting = 'auto' | StreamFormat;
 
 /** One finished answer's token figures, handed to the recorder with its StreamRecord. */
 export interface TokenSummary {
@@ -35,6 +35,11 @@ export interface TokenSummary {
   /** Gaps between consecutive token events, counted in ITL_BUCKETS log buckets; undefined when fewer than two. */
   readonly gaps: Uint32Array | undefined;
   readonly maxGapMs: number;
+  /**
+   * veer paused the upstream at some point because the client read slowly: the stream's gaps are partly
+   * the client's, so its timing figures are left out (its end class still counts).
+   */
+  readonly heldBack: boolean;
 }
 
 /**
