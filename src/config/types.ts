@@ -21,7 +21,22 @@ export type KeySource =
   | { kind: 'query'; name: string }
   | { kind: 'client_address' };
 
-export type SloMetric = 'ttfb_p50' | 'ttfb_p90' | 'ttfb_p95' | 'ttfb_p99' | 'duration_p95' | 'error_rate';
+export type SloMetric =
+  | 'ttfb_p50'
+  | 'ttfb_p90'
+  | 'ttfb_p95'
+  | 'ttfb_p99'
+  | 'duration_p95'
+  | 'error_rate'
+  // Token accounting's metrics (measured on streams; see src/measure/token-window.ts).
+  | 'itl_p50'
+  | 'itl_p95'
+  | 'itl_p99'
+  | 'tpot_p95'
+  | 'tokens_per_s_p5'
+  | 'incomplete_rate'
+  | 'inband_error_rate'
+  | 'empty_rate';
 
 /** act: a breach counts toward the guard's decisions; observe: evaluated, shown, exported, alerted, never acting. */
 export type RuleAction = 'act' | 'observe';

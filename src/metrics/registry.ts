@@ -75,6 +75,8 @@ const GAUGES_NAMED_LIKE_COUNTERS = [
 export const SLO_RULE_UNITS = {
   ms: { value: 'sloRuleValueSeconds', threshold: 'sloRuleThresholdSeconds', toBase: 1 / 1000 },
   ratio: { value: 'sloRuleValueRatio', threshold: 'sloRuleThresholdRatio', toBase: 1 },
+  // Token accounting's decode-rate rules (tokens_per_s_p5), judged from below.
+  per_s: { value: 'sloRuleValueTokensPerSecond', threshold: 'sloRuleThresholdTokensPerSecond', toBase: 1 },
   // A query rule's value is whatever its PromQL returns: its own series, in the query's unit.
   value: { value: 'sloQueryRuleValue', threshold: 'sloQueryRuleThreshold', toBase: 1 },
 } as const satisfies Record<string, { value: string; threshold: string; toBase: number }>;
@@ -249,6 +251,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     sloRuleValueRatio: new Gauge({
       name: 'veer_slo_rule_value_ratio',
       help: 'Latest value of each ratio SLO rule (error rate), 0 to 1.',
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloRuleValueTokensPerSecond: new Gauge({
+      name: 'veer_slo_rule_value_tokens_per_second',
+      help: 'Latest value of each decode-rate SLO rule (tokens_per_s_p5), in tokens per second.',
+      labelNames: ['rule', 'metric'] as const,
+      registers,
+    }),
+    sloRuleThresholdTokensPerSecond: new Gauge({
+      name: 'veer_slo_rule_threshold_tokens_per_second',
+      help: 'Threshold each decode-rate SLO rule is judged against from below, in tokens per second.',
       labelNames: ['rule', 'metric'] as const,
       registers,
     }),
