@@ -2,7 +2,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
-import { type AccessLogWriter, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
+import { type AccessLogWriter, type AccessTokenFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
 import {
   type Metrics,
   TOKEN_WINDOW_QUANTILES,
@@ -299,7 +299,7 @@ export class Recorder {
             headers_ms: Number.isNaN(headers) ? null : round(headers),
             duration_ms: round(b.totalMs[i]!),
             bytes: b.bytes[i]!,
-            ...this.tokenFields(i),
+            tokens: this.tokenFields(i),
           },
           wallOffset + b.endedAt[i]!,
         );
@@ -344,14 +344,14 @@ export class Recorder {
   }
 
   /** Access-log fields of token accounting; none when the answer was not read. */
-  private tokenFields(i: number): Record<string, unknown> | undefined {
+  private tokenFields(i: number): AccessTokenFields | undefined {
     const b = this.batch;
     const end = b.end[i]!;
     if (end < 0) return undefined;
     const tpot = b.tpot[i]!;
     const maxGap = b.maxGap[i]!;
     return {
-      end: END_CLASSES[end],
+      end: END_CLASSES[end]!,
       events: b.events[i]!,
       token_events: b.tokenEvents[i]!,
       output_tokens: b.outputTokens[i]! >= 0 ? b.outputTokens[i]! : null,

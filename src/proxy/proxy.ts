@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Config, UpstreamName } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Recorder } from '../measure/recorder.js';
+import { TokenAccounting } from '../measure/token-accounting.js';
 import type { Metrics } from '../metrics/registry.js';
 import { extractKey } from '../routing/key.js';
 import { decide, type RoutingTable } from '../routing/table.js';
@@ -102,6 +103,7 @@ export class ProxyHandler {
   private readonly closingSockets = new WeakSet<object>();
   private readonly metrics: Metrics;
   private readonly maxHeaderSize: number;
+  private measure: Config['measure'];
 
   constructor(options: ProxyOptions) {
     this.table = options.table;
@@ -121,6 +123,17 @@ export class ProxyHandler {
       closing: false,
       clientIdleTimeoutMs: options.config.listen.idleTimeoutMs,
     };
+    this.measure = options.config.measure;
+  }
+
+  /** measure.* reloaded: exchanges that start from now on read answers by it. */
+  applyMeasure(measure: Config['measure']): void {
+    this.measure = measure;
+  }
+
+  /** Token accounting for one exchange (measure.token_accounting), or none. */
+  private observe(path: string): TokenAccounting | undefined {
+    return this.measure.tokenAccounting ? new TokenAccounting(this.measure.streamFormat, path) : undefined;
   }
 
   applyRouting(routing: Config['routing'], forwarding: Config['forwarding'] = this.forwarding): void {
@@ -171,6 +184,7 @@ export class ProxyHandler {
       // request whose answer came before its body was in, that would reset the client's connection.
       body: hasBody ? req.iterator({ destroyOnReturn: false }) : null,
       downstream: new Http1Downstream(res),
+      observer: this.observe(path),
     }).start();
   };
 
@@ -224,6 +238,7 @@ export class ProxyHandler {
       headers,
       body,
       downstream: new Http2Downstream(stream),
+      observer: this.observe(path),
     }).start();
   };
 
