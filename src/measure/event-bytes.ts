@@ -81,19 +81,18 @@ function isSpace(b: number | undefined): boolean {
 }
 
 /**
- * Where the value of `"key"` starts in buf[0, len) (after the colon and any spaces), or -1. A JSON key
+ * Where the value of `"key"` starts in buf[start, end) (after the colon and any spaces), or -1. A JSON key
  * `"key"` cannot occur inside a string value (a quote there is escaped), so a byte match is a key.
  */
-export function valueAfter(buf: Buffer, len: number, key: Buffer, from = 0): number {
-  let i = buf.indexOf(key, from);
-  while (i >= 0 && i + key.length < len) {
+export function valueAfter(buf: Buffer, start: number, end: number, key: Buffer): number {
+  let i = buf.indexOf(key, start);
+  while (i >= 0 && i + key.length < end) {
     let j = i + key.length;
-    while (j < len && isSpace(buf[j])) j++;
+    while (j < end && isSpace(buf[j])) j++;
     if (buf[j] === COLON) {
       j++;
-      while (j < len && isSpace(buf[j])) j++;
-      if (j < len) return j;
-      return -1;
+      while (j < end && isSpace(buf[j])) j++;
+      return j < end ? j : -1;
     }
     i = buf.indexOf(key, i + 1);
   }
@@ -101,33 +100,27 @@ export function valueAfter(buf: Buffer, len: number, key: Buffer, from = 0): num
 }
 
 /** True when `"key"` has a non-empty string value (`"content":"x`), as a delta that carries text has. */
-export function hasText(buf: Buffer, len: number, key: Buffer): boolean {
-  const v = valueAfter(buf, len, key);
-  return v >= 0 && buf[v] === QUOTE && v + 1 < len && buf[v + 1] !== QUOTE;
+export function hasText(buf: Buffer, start: number, end: number, key: Buffer): boolean {
+  const v = valueAfter(buf, start, end, key);
+  return v >= 0 && buf[v] === QUOTE && v + 1 < end && buf[v + 1] !== QUOTE;
 }
 
 /** True when `"key"` has a value other than null (an error object or message). */
-export function hasNonNull(buf: Buffer, len: number, key: Buffer): boolean {
-  const v = valueAfter(buf, len, key);
+export function hasNonNull(buf: Buffer, start: number, end: number, key: Buffer): boolean {
+  const v = valueAfter(buf, start, end, key);
   return v >= 0 && buf[v] !== 0x6e; // 'n'ull
 }
 
-/** True when `"key"` has a string value (of any length). */
-export function hasString(buf: Buffer, len: number, key: Buffer): boolean {
-  const v = valueAfter(buf, len, key);
-  return v >= 0 && buf[v] === QUOTE;
-}
-
-/** The last integer value of `"key"` in buf[0, len), or -1 (usage counts are cumulative: the last one wins). */
-export function lastInt(buf: Buffer, len: number, key: Buffer): number {
+/** The last integer value of `"key"` in buf[start, end), or -1 (usage counts are cumulative: the last one wins). */
+export function lastInt(buf: Buffer, start: number, end: number, key: Buffer): number {
   let found = -1;
-  let from = 0;
+  let from = start;
   for (;;) {
-    const v = valueAfter(buf, len, key, from);
+    const v = valueAfter(buf, from, end, key);
     if (v < 0) return found;
     let n = 0;
     let j = v;
-    while (j < len && buf[j]! >= 0x30 && buf[j]! <= 0x39 && j - v < 12) n = n * 10 + (buf[j++]! - 0x30);
+    while (j < end && buf[j]! >= 0x30 && buf[j]! <= 0x39 && j - v < 12) n = n * 10 + (buf[j++]! - 0x30);
     if (j > v) found = n;
     from = v;
   }
@@ -135,29 +128,95 @@ export function lastInt(buf: Buffer, len: number, key: Buffer): number {
 
 /** True when buf[start, end) equals `word`. */
 export function bytesEqual(buf: Buffer, start: number, end: number, word: Buffer): boolean {
-  return end - start === word.length && buf.compare(word, 0, word.length, start, end) === 0;
+  if (end - start !== word.length) return false;
+  for (let i = 0; i < word.length; i++) if (buf[start + i] !== word[i]) return false;
+  return true;
+}
+
+/** True when buf[start, end) starts with `word`. */
+export function bytesStartWith(buf: Buffer, start: number, end: number, word: Buffer): boolean {
+  return end - start >= word.length && bytesEqual(buf, start, start + word.length, word);
 }
 
 /** True when buf[start, end) ends with `suffix`. */
 export function bytesEndWith(buf: Buffer, start: number, end: number, suffix: Buffer): boolean {
-  return end - start >= suffix.length && buf.compare(suffix, 0, suffix.length, end - suffix.length, end) === 0;
+  return end - start >= suffix.length && bytesEqual(buf, end - suffix.length, end, suffix);
 }
 
 /**
- * The span of the string value of `"type"` in buf[0, len), as [start, end), or undefined. Used for an
+ * The span of the string value of `"type"` in buf[start, end), as [start, end), or undefined. Used for an
  * event that came without an `event:` line (its type then is only in its data).
  */
-export function typeSpan(buf: Buffer, len: number, key: Buffer): [number, number] | undefined {
-  const v = valueAfter(buf, len, key);
+export function typeSpan(buf: Buffer, start: number, end: number, key: Buffer): [number, number] | undefined {
+  const v = valueAfter(buf, start, end, key);
   if (v < 0 || buf[v] !== QUOTE) return undefined;
   const close = buf.indexOf(QUOTE, v + 1);
-  if (close < 0 || close >= len) return undefined;
+  if (close < 0 || close >= end) return undefined;
   return [v + 1, close];
 }
 
 /** Index of the first byte that is not JSON whitespace, from `from`. */
-export function skipSpace(buf: Buffer, len: number, from = 0): number {
+export function skipSpace(buf: Buffer, from: number, end: number): number {
   let i = from;
-  while (i < len && isSpace(buf[i])) i++;
+  while (i < end && isSpace(buf[i])) i++;
   return i;
+}
+
+// The keys of an OpenAI chunk, told apart by their first letter in one pass (see openaiKeys).
+const KEY_CONTENT = Buffer.from('content"');
+const KEY_TEXT = Buffer.from('text"');
+const KEY_REASONING_CONTENT = Buffer.from('reasoning_content"');
+const KEY_REASONING = Buffer.from('reasoning"');
+const KEY_TOOL_CALLS = Buffer.from('tool_calls"');
+const KEY_FINISH = Buffer.from('finish_reason"');
+const KEY_ERROR = Buffer.from('error"');
+
+/** Bits openaiKeys answers. */
+export const HAS_CONTENT = 1;
+export const HAS_FINISH = 2;
+export const HAS_ERROR = 4;
+
+function keyAt(buf: Buffer, at: number, end: number, key: Buffer): boolean {
+  if (at + key.length > end) return false;
+  for (let i = 0; i < key.length; i++) if (buf[at + i] !== key[i]) return false;
+  return true;
+}
+
+/**
+ * One pass over an OpenAI chunk's JSON in buf[start, end): does it carry content (a non-empty content,
+ * text or reasoning string, or tool_calls), a finish_reason, an error? A JS loop over the bytes, looking
+ * only at quotes, costs less than the several native searches it replaces (each ~0.2 µs of call alone).
+ */
+export function openaiKeys(buf: Buffer, start: number, end: number): number {
+  let bits = 0;
+  for (let i = start; i < end; i++) {
+    if (buf[i] !== QUOTE) continue;
+    const k = i + 1;
+    const c = buf[k];
+    let key: Buffer | undefined;
+    if (c === 0x63) key = KEY_CONTENT;
+    else if (c === 0x66) key = KEY_FINISH;
+    else if (c === 0x74) key = buf[k + 1] === 0x65 ? KEY_TEXT : KEY_TOOL_CALLS;
+    else if (c === 0x65) key = KEY_ERROR;
+    else if (c === 0x72) key = buf[k + 9] === 0x5f ? KEY_REASONING_CONTENT : KEY_REASONING;
+    else continue;
+    if (!keyAt(buf, k, end, key)) continue;
+    let j = k + key.length;
+    while (j < end && isSpace(buf[j])) j++;
+    if (buf[j] !== COLON) continue;
+    j++;
+    while (j < end && isSpace(buf[j])) j++;
+    if (j >= end) break;
+    const v = buf[j];
+    if (key === KEY_FINISH) {
+      if (v === QUOTE) bits |= HAS_FINISH;
+    } else if (key === KEY_ERROR) {
+      if (v !== 0x6e) bits |= HAS_ERROR;
+    } else if (key === KEY_TOOL_CALLS) {
+      if (v === 0x5b) bits |= HAS_CONTENT;
+    } else if (v === QUOTE && j + 1 < end && buf[j + 1] !== QUOTE) bits |= HAS_CONTENT;
+    // Go on from the value: a string value's own quotes are skipped as non-keys by the checks above.
+    i = j - 1;
+  }
+  return bits;
 }

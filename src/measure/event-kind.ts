@@ -3,10 +3,14 @@
 import {
   bytesEndWith,
   bytesEqual,
+  bytesStartWith,
+  HAS_CONTENT,
+  HAS_ERROR,
+  HAS_FINISH,
   hasNonNull,
-  hasString,
   hasText,
   lastInt,
+  openaiKeys,
   skipSpace,
   typeSpan,
   valueAfter,
@@ -23,12 +27,9 @@ const key = (k: string) => Buffer.from(`"${k}"`);
 const word = (w: string) => Buffer.from(w);
 
 const K_ERROR = key('error');
-const K_FINISH = key('finish_reason');
 const K_CONTENT = key('content');
 const K_TEXT = key('text');
 const K_TOOL_CALLS = key('tool_calls');
-const K_REASONING_CONTENT = key('reasoning_content');
-const K_REASONING = key('reasoning');
 const K_TYPE = key('type');
 const K_CHOICES = key('choices');
 const K_COMPLETION_TOKENS = key('completion_tokens');
@@ -53,12 +54,16 @@ const ANTHROPIC_EVENTS = [
 ].map(word);
 const LEFT_BRACKET = 0x5b;
 
-/** An event as the scanner hands it over: its `event:` name (nameLen 0 when none) and its captured data. */
+/**
+ * An event as the scanner hands it over: its `event:` name (nameLen 0 when none) and its data, which is
+ * data[dataStart, dataEnd) (the relayed chunk itself when the event lay in one chunk, else a capture).
+ */
 export interface EventBytes {
   name: Buffer;
   nameLen: number;
   data: Buffer;
-  dataLen: number;
+  dataStart: number;
+  dataEnd: number;
   /** The data was longer than the capture: only its head and tail were kept. */
   clipped: boolean;
 }
@@ -81,7 +86,7 @@ export function initialFormat(setting: StreamFormatSetting, path: string): Strea
 /** The event's type: its `event:` name, or else the `"type"` string in its data. */
 function typeOf(e: EventBytes): { buf: Buffer; start: number; end: number } | undefined {
   if (e.nameLen > 0) return { buf: e.name, start: 0, end: e.nameLen };
-  const span = typeSpan(e.data, e.dataLen, K_TYPE);
+  const span = typeSpan(e.data, e.dataStart, e.dataEnd, K_TYPE);
   return span ? { buf: e.data, start: span[0], end: span[1] } : undefined;
 }
 
@@ -89,34 +94,24 @@ function typeOf(e: EventBytes): { buf: Buffer; start: number; end: number } | un
 export function detectFormat(e: EventBytes): StreamFormat {
   const t = typeOf(e);
   if (t) {
-    if (bytesEqual(t.buf, t.start, Math.min(t.end, t.start + W_RESPONSE_PREFIX.length), W_RESPONSE_PREFIX)) {
-      return 'responses';
-    }
+    if (bytesStartWith(t.buf, t.start, t.end, W_RESPONSE_PREFIX)) return 'responses';
     for (const name of ANTHROPIC_EVENTS) if (bytesEqual(t.buf, t.start, t.end, name)) return 'anthropic';
   }
-  const s = skipSpace(e.data, e.dataLen);
-  if (bytesEqual(e.data, s, Math.min(e.dataLen, s + DONE.length), DONE)) return 'openai';
-  if (valueAfter(e.data, e.dataLen, K_CHOICES) >= 0) return 'openai';
+  const s = skipSpace(e.data, e.dataStart, e.dataEnd);
+  if (bytesStartWith(e.data, s, e.dataEnd, DONE)) return 'openai';
+  if (valueAfter(e.data, e.dataStart, e.dataEnd, K_CHOICES) >= 0) return 'openai';
   return 'generic';
 }
 
 function openaiKind(e: EventBytes): number {
-  const { data, dataLen: len } = e;
-  const s = skipSpace(data, len);
-  if (bytesEqual(data, s, Math.min(len, s + DONE.length), DONE)) return END;
+  const { data, dataStart: start, dataEnd: end } = e;
+  const s = skipSpace(data, start, end);
+  if (bytesStartWith(data, s, end, DONE)) return END;
   if (e.nameLen > 0 && bytesEqual(e.name, 0, e.nameLen, W_ERROR)) return ERROR;
-  if (hasNonNull(data, len, K_ERROR)) return ERROR;
-  let bits = hasString(data, len, K_FINISH) ? END : 0;
-  if (
-    e.clipped ||
-    hasText(data, len, K_CONTENT) ||
-    hasText(data, len, K_TEXT) ||
-    data[valueAfter(data, len, K_TOOL_CALLS)] === LEFT_BRACKET ||
-    hasText(data, len, K_REASONING_CONTENT) ||
-    hasText(data, len, K_REASONING)
-  ) {
-    bits |= TOKEN;
-  }
+  const keys = openaiKeys(data, s, end);
+  if (keys & HAS_ERROR) return ERROR;
+  let bits = keys & HAS_FINISH ? END : 0;
+  if (keys & HAS_CONTENT || e.clipped) bits |= TOKEN;
   return bits;
 }
 
@@ -164,9 +159,9 @@ export function eventKind(format: StreamFormat, e: EventBytes): number {
  * off the hot path.
  */
 export function outputTokensOf(format: StreamFormat, e: EventBytes): number {
-  if (format === 'openai') return lastInt(e.data, e.dataLen, K_COMPLETION_TOKENS);
+  if (format === 'openai') return lastInt(e.data, e.dataStart, e.dataEnd, K_COMPLETION_TOKENS);
   if (format === 'generic') return -1;
-  return lastInt(e.data, e.dataLen, K_OUTPUT_TOKENS);
+  return lastInt(e.data, e.dataStart, e.dataEnd, K_OUTPUT_TOKENS);
 }
 
 /**
@@ -174,20 +169,20 @@ export function outputTokensOf(format: StreamFormat, e: EventBytes): number {
  * its output tokens. OpenAI (choices[].message.content / text / tool_calls) and Anthropic (content[]).
  */
 export function jsonAnswer(data: Buffer, len: number): { error: boolean; empty: boolean; outputTokens: number } {
-  const s = skipSpace(data, len);
+  const s = skipSpace(data, 0, len);
   // A top-level {"error": ...}: the key comes first in every server's error body.
-  const error = valueAfter(data, Math.min(len, s + 16), K_ERROR) >= 0 && hasNonNull(data, len, K_ERROR);
-  let outputTokens = lastInt(data, len, K_COMPLETION_TOKENS);
-  if (outputTokens < 0) outputTokens = lastInt(data, len, K_OUTPUT_TOKENS);
+  const error = valueAfter(data, 0, Math.min(len, s + 16), K_ERROR) >= 0 && hasNonNull(data, 0, len, K_ERROR);
+  let outputTokens = lastInt(data, 0, len, K_COMPLETION_TOKENS);
+  if (outputTokens < 0) outputTokens = lastInt(data, 0, len, K_OUTPUT_TOKENS);
   let empty: boolean;
   if (outputTokens >= 0) empty = outputTokens === 0;
   else {
-    const v = valueAfter(data, len, K_CONTENT);
+    const v = valueAfter(data, 0, len, K_CONTENT);
     const content =
       (v >= 0 && data[v] === 0x22 && data[v + 1] !== 0x22) ||
-      (v >= 0 && data[v] === LEFT_BRACKET && data[skipSpace(data, len, v + 1)] !== 0x5d) ||
-      hasText(data, len, K_TEXT) ||
-      data[valueAfter(data, len, K_TOOL_CALLS)] === LEFT_BRACKET;
+      (v >= 0 && data[v] === LEFT_BRACKET && data[skipSpace(data, v + 1, len)] !== 0x5d) ||
+      hasText(data, 0, len, K_TEXT) ||
+      data[valueAfter(data, 0, len, K_TOOL_CALLS)] === LEFT_BRACKET;
     empty = !content;
   }
   return { error, empty: !error && empty, outputTokens };

@@ -38,6 +38,7 @@ const NAME_MAX = 48;
 /** Longest field name we need to read ("event"), plus one byte to tell "eventx" apart. */
 const FIELD_MAX = 6;
 
+const EMPTY = Buffer.alloc(0);
 const D = 0x64;
 const A = 0x61;
 const T = 0x74;
@@ -65,18 +66,23 @@ export class SseScanner implements TokenSummary, EventBytes {
   maxGapMs = 0;
   heldBack = false;
 
-  // EventBytes of the event being read.
-  readonly name = Buffer.allocUnsafe(NAME_MAX);
+  // EventBytes of the event being read. Its data is read where it lies when it came whole in one chunk
+  // (the usual case: no copy), else from the capture, which the bytes are copied into as they pass.
+  name: Buffer = EMPTY;
   nameLen = 0;
-  private readonly capture = new ByteCapture(DATA_HEAD, DATA_TAIL);
-  get data(): Buffer {
-    return this.capture.buf;
+  data: Buffer = EMPTY;
+  dataStart = 0;
+  dataEnd = 0;
+  /** Allocated at the first event that needs it: most streams never split an event across chunks. */
+  private captureBuf: ByteCapture | undefined;
+  private get capture(): ByteCapture {
+    this.captureBuf ??= new ByteCapture(DATA_HEAD, DATA_TAIL);
+    return this.captureBuf;
   }
-  get dataLen(): number {
-    return this.capture.length;
-  }
+  /** The event's data is data[dataStart, dataEnd) of the chunk being fed, not yet copied. */
+  private inChunk = false;
   get clipped(): boolean {
-    return this.capture.clipped;
+    return !this.inChunk && this.captureBuf !== undefined && this.captureBuf.clipped;
   }
 
   private detecting: boolean;
@@ -87,7 +93,10 @@ export class SseScanner implements TokenSummary, EventBytes {
   private fieldLen = 0;
   /** The one space after a field's colon is not part of its value. */
   private skipSpace = false;
-  private hasData = false;
+  /** Data lines of the current event so far. */
+  private dataLines = 0;
+  /** Bytes of the current line's value read so far. */
+  private valueLen = 0;
   private nameTooLong = false;
   private sawEnd = false;
   private sawError = false;
@@ -122,12 +131,39 @@ export class SseScanner implements TokenSummary, EventBytes {
         this.skipSpace = false;
         if (chunk[pos] === SPACE) pos++;
       }
-      if (this.field === DATA) this.capture.append(chunk, pos, stop);
-      else if (this.field === EVENT) this.appendName(chunk, pos, stop);
+      if (this.field === DATA) {
+        if (lf >= 0 && this.dataLines === 1 && this.valueLen === 0) {
+          // The event's only data line so far, whole in this chunk: read it in place.
+          this.inChunk = true;
+          this.data = chunk;
+          this.dataStart = pos;
+          this.dataEnd = stop > pos && chunk[stop - 1] === CR ? stop - 1 : stop;
+        } else {
+          this.capture.append(chunk, pos, stop);
+        }
+        this.valueLen += stop - pos;
+      } else if (this.field === EVENT) this.appendName(chunk, pos, stop);
       this.lineLen += stop - pos;
-      if (lf < 0) return;
+      if (lf < 0) break;
       pos = lf + 1;
       this.endLine(now);
+    }
+    // Never hold on to a chunk: what is left of an unfinished event is copied.
+    if (this.inChunk) this.materialize();
+  }
+
+  /** Copies the data read in place into the capture (the event goes on past this chunk or line). */
+  private materialize(): void {
+    this.inChunk = false;
+    this.capture.append(this.data, this.dataStart, this.dataEnd);
+    this.data = this.capture.buf;
+  }
+
+  /** A data line starts: the second and later lines join the first with a line feed. */
+  private startDataLine(): void {
+    if (this.dataLines++ > 0) {
+      if (this.inChunk) this.materialize();
+      this.capture.appendByte(LF);
     }
   }
 
@@ -137,11 +173,10 @@ export class SseScanner implements TokenSummary, EventBytes {
     const len = this.fieldLen;
     this.skipSpace = true;
     if (len === 4 && f[0] === D && f[1] === A && f[2] === T && f[3] === A) {
-      // A second data line joins the first with a line feed.
-      if (this.hasData) this.capture.appendByte(LF);
-      this.hasData = true;
+      this.startDataLine();
       this.field = DATA;
     } else if (len === 5 && f[0] === E && f[1] === V && f[2] === E && f[3] === N && f[4] === T) {
+      if (this.name === EMPTY) this.name = Buffer.allocUnsafe(NAME_MAX);
       this.nameLen = 0;
       this.nameTooLong = false;
       this.field = EVENT;
@@ -168,29 +203,34 @@ export class SseScanner implements TokenSummary, EventBytes {
         this.dispatch(now);
       } else if (len === 4 && f[0] === D && f[1] === A && f[2] === T && f[3] === A) {
         // `data` without a colon: a data line with an empty value.
-        if (this.hasData) this.capture.appendByte(LF);
-        this.hasData = true;
+        this.startDataLine();
       }
     } else if (this.field === EVENT) {
       if (this.nameLen > 0 && this.name[this.nameLen - 1] === CR) this.nameLen--;
       if (this.nameTooLong) this.nameLen = 0;
     } else if (this.field === DATA) {
       // The CR of a CRLF is not part of the value.
-      const c = this.capture;
-      if (c.length > 0 && c.buf[c.length - 1] === CR) {
+      const c = this.captureBuf;
+      if (c !== undefined && c.length > 0 && c.buf[c.length - 1] === CR) {
         c.length--;
         c.total--;
       }
     }
     this.field = NAME;
     this.lineLen = 0;
+    this.valueLen = 0;
     this.fieldLen = 0;
     this.skipSpace = false;
   }
 
   /** A blank line: the event is complete. Events without data are not events (SSE dispatches none). */
   private dispatch(now: number): void {
-    if (this.hasData) {
+    if (this.dataLines > 0) {
+      if (!this.inChunk) {
+        this.data = this.capture.buf;
+        this.dataStart = 0;
+        this.dataEnd = this.capture.length;
+      }
       this.events++;
       if (this.detecting) {
         this.format = detectFormat(this);
@@ -205,9 +245,11 @@ export class SseScanner implements TokenSummary, EventBytes {
         if (tokens >= 0) this.outputTokens = tokens;
       }
     }
-    this.hasData = false;
+    this.dataLines = 0;
     this.nameLen = 0;
-    this.capture.reset();
+    this.inChunk = false;
+    this.data = EMPTY;
+    this.captureBuf?.reset();
   }
 
   private token(now: number): void {
