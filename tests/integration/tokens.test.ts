@@ -80,8 +80,10 @@ describe('token rules, end to end', () => {
   }
 
   it('rolls back new with the same TTFB and half the decode speed by tpot_p95 <= 1.3 x legacy, within two evaluations of min_samples', async () => {
-    const s = await start({ tokenIntervalMs: 8 }, { tokenIntervalMs: 16 }, [
-      'ttfb_p95 <= 1.5 x legacy',
+    // Intervals long enough that a loaded machine's timer noise (a few ms) cannot close the gap.
+    const s = await start({ tokenIntervalMs: 20 }, { tokenIntervalMs: 40 }, [
+      // Both TTFBs are 5 ms at the mock; an absolute bound stays clear of a loaded machine's noise.
+      'ttfb_p95 <= 500ms',
       'tpot_p95 <= 1.3 x legacy',
     ]);
     // Below min_samples the rule is inconclusive: no rollback.
@@ -100,7 +102,7 @@ describe('token rules, end to end', () => {
     const last = verdicts.at(-1)!;
     expect(last.rules.find((r) => r.name === 'tpot_p95_vs_legacy')).toMatchObject({ status: 'breach', unit: 'ms' });
     // TTFB alone would not have caught it.
-    expect(last.rules.find((r) => r.name === 'ttfb_p95_vs_legacy')?.status).toBe('pass');
+    expect(last.rules.find((r) => r.name === 'ttfb_p95')?.status).toBe('pass');
     const [entry] = s.veer.audit.read(1);
     expect(entry).toMatchObject({ actor: 'slo-guard', action: 'rollback' });
   });
