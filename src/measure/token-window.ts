@@ -1,7 +1,7 @@
 // The token side of an upstream's sliding window: per-stream TPOT and decode rate digests, merged ITL histograms, end-class counts.
 
 import { TDigest } from 'tdigest';
-import { quantileOf, totalCount } from './quantile.js';
+import { type Centroid, quantileOf, totalCount } from './quantile.js';
 import {
   END_CLASS_INDEX,
   END_CLASSES,
@@ -67,6 +67,41 @@ export interface TokenView {
   tpotQuantile(q: number): number | undefined;
   tokensPerSecondQuantile(q: number): number | undefined;
   itlQuantile(q: number): number | undefined;
+  /** What the view was built from (the fleet publishes and merges these). */
+  parts(): TokenParts;
+}
+
+/** What a token view is built from: end counts, ITL bucket counts, and sorted TPOT and decode-rate centroids. */
+export interface TokenParts {
+  ends: Record<EndClass, number>;
+  itl: Float64Array;
+  itlStreams: number;
+  tpot: Centroid[];
+  tps: Centroid[];
+}
+
+/** A view over merged parts (one sidecar's live slices, or a fleet's published windows). */
+export function tokenView(parts: TokenParts): TokenView {
+  const { ends, itl, tpot, tps } = parts;
+  const tpotTotal = totalCount(tpot);
+  const tpsTotal = totalCount(tps);
+  let itlGaps = 0;
+  for (const c of itl) itlGaps += c;
+  const answers = ends.complete + ends.truncated + ends.inband_error + ends.empty;
+  return {
+    answers,
+    ends,
+    incomplete: { failures: ends.truncated, total: answers },
+    inbandErrors: { failures: ends.inband_error, total: answers },
+    empty: { failures: ends.empty, total: answers },
+    tpotSamples: tpotTotal,
+    itlStreams: parts.itlStreams,
+    itlGaps,
+    tpotQuantile: (q) => quantileOf(tpot, q, tpotTotal),
+    tokensPerSecondQuantile: (q) => quantileOf(tps, q, tpsTotal),
+    itlQuantile: (q) => histogramQuantile(itl, q),
+    parts: () => parts,
+  };
 }
 
 /**
@@ -142,8 +177,8 @@ export class TokenWindow {
     const ends = Object.fromEntries(END_CLASSES.map((c) => [c, 0])) as Record<EndClass, number>;
     const itl = new Float64Array(ITL_BUCKETS);
     let itlStreams = 0;
-    let tpotCentroids: { mean: number; n: number }[] = [];
-    let tpsCentroids: { mean: number; n: number }[] = [];
+    let tpotCentroids: Centroid[] = [];
+    let tpsCentroids: Centroid[] = [];
     for (const s of live) {
       END_CLASSES.forEach((c, i) => {
         ends[c] += s.ends[i]!;
@@ -154,26 +189,13 @@ export class TokenWindow {
       tpsCentroids = tpsCentroids.concat(s.tps.toArray());
     }
     const byMean = (a: { mean: number }, b: { mean: number }) => a.mean - b.mean;
-    tpotCentroids.sort(byMean);
-    tpsCentroids.sort(byMean);
-    const tpotTotal = totalCount(tpotCentroids);
-    const tpsTotal = totalCount(tpsCentroids);
-    let itlGaps = 0;
-    for (const c of itl) itlGaps += c;
-    const answers = ends.complete + ends.truncated + ends.inband_error + ends.empty;
-    return {
-      answers,
+    return tokenView({
       ends,
-      incomplete: { failures: ends.truncated, total: answers },
-      inbandErrors: { failures: ends.inband_error, total: answers },
-      empty: { failures: ends.empty, total: answers },
-      tpotSamples: tpotTotal,
+      itl,
       itlStreams,
-      itlGaps,
-      tpotQuantile: (q) => quantileOf(tpotCentroids, q, tpotTotal),
-      tokensPerSecondQuantile: (q) => quantileOf(tpsCentroids, q, tpsTotal),
-      itlQuantile: (q) => histogramQuantile(itl, q),
-    };
+      tpot: tpotCentroids.sort(byMean),
+      tps: tpsCentroids.sort(byMean),
+    });
   }
 
   /** A reload's new window shape: each live slice moves whole into the new slice of its last moment (as window.ts). */
