@@ -116,6 +116,12 @@ export interface MockOptions extends Partial<MockBehavior> {
   random?: () => number;
 }
 
+/** Every count but `active` at zero. */
+const zeroStats = (): Omit<MockStats, 'active'> => ({
+  ...{ requests: 0, completed: 0, aborted: 0, errors: 0, resets: 0, hangs: 0, lastAbortAt: 0 },
+  ...{ truncated: 0, inbandErrors: 0, empty: 0, stalls: 0 },
+});
+
 /** Cuts a response mid-stream: the TCP connection for HTTP/1.1, only the stream for HTTP/2. */
 function cut(res: ServerResponse): void {
   const stream = (res as unknown as { stream?: http2.ServerHttp2Stream }).stream;
@@ -132,20 +138,7 @@ function cut(res: ServerResponse): void {
 export async function startMockUpstream(options: MockOptions = {}): Promise<MockUpstream> {
   const { port = 0, host = '127.0.0.1', h2 = false, h2Port = 0, random = Math.random, ...initial } = options;
   const behavior: MockBehavior = { ...DEFAULT_BEHAVIOR, ...initial };
-  const stats: MockStats = {
-    requests: 0,
-    active: 0,
-    completed: 0,
-    aborted: 0,
-    errors: 0,
-    resets: 0,
-    hangs: 0,
-    truncated: 0,
-    inbandErrors: 0,
-    empty: 0,
-    stalls: 0,
-    lastAbortAt: 0,
-  };
+  const stats: MockStats = { active: 0, ...zeroStats() };
   const sockets = new Set<Socket>();
 
   const completions = (res: ServerResponse, body: Buffer, format: AnswerFormat) => {
@@ -358,10 +351,8 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       mock.behavior = { ...mock.behavior, ...partial };
     },
     resetStats() {
-      Object.assign(stats, {
-        ...{ requests: 0, completed: 0, aborted: 0, errors: 0, resets: 0, hangs: 0, lastAbortAt: 0 },
-        ...{ truncated: 0, inbandErrors: 0, empty: 0, stalls: 0 },
-      });
+      // `active` is the streams still open: not reset.
+      Object.assign(stats, zeroStats());
     },
     async close() {
       for (const s of sockets) s.destroy();
