@@ -31,6 +31,8 @@ const K_CONTENT = key('content');
 const K_TEXT = key('text');
 const K_TOOL_CALLS = key('tool_calls');
 const K_TYPE = key('type');
+const K_ROLE = key('role');
+const K_OUTPUT = key('output');
 const K_CHOICES = key('choices');
 const K_COMPLETION_TOKENS = key('completion_tokens');
 const K_OUTPUT_TOKENS = key('output_tokens');
@@ -168,7 +170,10 @@ export function outputTokensOf(format: StreamFormat, e: EventBytes): number {
  * A non-streaming JSON answer (its head and tail): an in-band error, whether it carries content, and
  * its output tokens. OpenAI (choices[].message.content / text / tool_calls) and Anthropic (content[]).
  */
-export function jsonAnswer(data: Buffer, len: number): { error: boolean; empty: boolean; outputTokens: number } {
+export function jsonAnswer(
+  data: Buffer,
+  len: number,
+): { answer: boolean; error: boolean; empty: boolean; outputTokens: number } {
   const s = skipSpace(data, 0, len);
   // A top-level {"error": ...}: the key comes first in every server's error body.
   const error = valueAfter(data, 0, Math.min(len, s + 16), K_ERROR) >= 0 && hasNonNull(data, 0, len, K_ERROR);
@@ -185,5 +190,12 @@ export function jsonAnswer(data: Buffer, len: number): { error: boolean; empty: 
       data[valueAfter(data, 0, len, K_TOOL_CALLS)] === LEFT_BRACKET;
     empty = !content;
   }
-  return { error, empty: !error && empty, outputTokens };
+  // Only completions are answers: a model list or an embedding is not judged for tokens or emptiness.
+  const answer =
+    error ||
+    outputTokens >= 0 ||
+    valueAfter(data, 0, len, K_CHOICES) >= 0 ||
+    (valueAfter(data, 0, len, K_CONTENT) >= 0 && valueAfter(data, 0, len, K_ROLE) >= 0) ||
+    valueAfter(data, 0, len, K_OUTPUT) >= 0;
+  return { answer, error, empty: !error && empty, outputTokens };
 }

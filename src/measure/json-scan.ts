@@ -23,6 +23,8 @@ export class JsonAnswerScanner implements TokenSummary {
   heldBack = false;
   outputTokens = -1;
   end: EndClass = 'truncated';
+  /** The body is a completion (choices, content with a role, output, usage of output tokens, or an error). */
+  answer = false;
   private readonly capture = new ByteCapture(HEAD, TAIL);
 
   feed(chunk: Buffer, _now: number): void {
@@ -30,12 +32,14 @@ export class JsonAnswerScanner implements TokenSummary {
   }
 
   finish(how: 'upstream_end' | 'cut' | 'client_abort'): EndClass {
+    // What came of the body (all of it, or its head when it was cut) says whether it is a completion.
+    const read = jsonAnswer(this.capture.buf, this.capture.length);
+    this.answer = read.answer;
     if (how === 'client_abort') this.end = 'client_abort';
     else if (how === 'cut') this.end = 'truncated';
     else {
-      const answer = jsonAnswer(this.capture.buf, this.capture.length);
-      this.outputTokens = answer.outputTokens;
-      this.end = answer.error ? 'inband_error' : answer.empty ? 'empty' : 'complete';
+      this.outputTokens = read.outputTokens;
+      this.end = read.error ? 'inband_error' : read.empty ? 'empty' : 'complete';
     }
     return this.end;
   }

@@ -18,8 +18,10 @@ export class TokenAccounting {
     private readonly path: string,
   ) {}
 
+  /** The answer's summary; none for a JSON body that is not a completion (a model list, an embedding). */
   get tokens(): TokenSummary | undefined {
-    return this.scanner;
+    const s = this.scanner;
+    return s === undefined || (s.kind === 'json' && !s.answer) ? undefined : s;
   }
 
   onHead(status: number, headers: Record<string, string | string[] | undefined>): void {

@@ -222,6 +222,22 @@ describe('JSON answer scanner', () => {
     expect(json('{"type":"message","content":[]}').end).toBe('empty');
   });
 
+  it('judges completions only: a model list or an embedding is not an answer', () => {
+    const answer = (body: string) => {
+      const s = new JsonAnswerScanner();
+      s.feed(Buffer.from(body), 1);
+      s.finish('upstream_end');
+      return s.answer;
+    };
+    expect(answer('{"object":"list","data":[{"id":"m","object":"model"}]}')).toBe(false);
+    expect(
+      answer('{"object":"list","data":[{"embedding":[0.1,0.2]}],"usage":{"prompt_tokens":3,"total_tokens":3}}'),
+    ).toBe(false);
+    expect(answer('{"choices":[{"message":{"role":"assistant","content":""}}]}')).toBe(true);
+    expect(answer('{"type":"message","role":"assistant","content":[]}')).toBe(true);
+    expect(answer('{"error":{"message":"x"}}')).toBe(true);
+  });
+
   it('finds usage at the end of an answer far larger than what it keeps', () => {
     const big = `{"choices":[{"message":{"content":"${'y'.repeat(1_000_000)}"}}],"usage":{"completion_tokens":123}}`;
     expect(json(big)).toEqual({ end: 'complete', outputTokens: 123 });
