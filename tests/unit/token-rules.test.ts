@@ -157,4 +157,18 @@ describe('judging token rules', () => {
       'inconclusive',
     );
   });
+
+  it('keeps its token figures through a reshape of the window, and drops them when they age out', () => {
+    let now = 5_000_000;
+    const w = new SlidingWindow({ windowMs: 60_000, slices: 6, clock: () => now });
+    for (let i = 0; i < 30; i++) w.record('ok', 20, 100, stream(10, 10, i < 3 ? 'truncated' : 'complete'));
+    w.reshape(30_000, 3);
+    let t = w.snapshot().tokens;
+    expect(t.tpotSamples).toBe(30);
+    expect(t.incomplete).toEqual({ failures: 3, total: 30 });
+    now += 31_000;
+    t = w.snapshot().tokens;
+    expect(t.tpotSamples).toBe(0);
+    expect(t.answers).toBe(0);
+  });
 });
