@@ -215,6 +215,8 @@ export function openaiKeys(buf: Buffer, start: number, end: number): number {
     } else if (key === KEY_TOOL_CALLS) {
       if (v === 0x5b) bits |= HAS_CONTENT;
     } else if (v === QUOTE && j + 1 < end && buf[j + 1] !== QUOTE) bits |= HAS_CONTENT;
+    // finish_reason closes a choice: with content already seen, nothing after it changes the answer.
+    if (key === KEY_FINISH && (bits & HAS_CONTENT) !== 0) break;
     // Go on from the value: a string value's own quotes are skipped as non-keys by the checks above.
     i = j - 1;
   }

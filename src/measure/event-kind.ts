@@ -110,7 +110,12 @@ function openaiKind(e: EventBytes): number {
   const s = skipSpace(data, start, end);
   if (bytesStartWith(data, s, end, DONE)) return END;
   if (e.nameLen > 0 && bytesEqual(e.name, 0, e.nameLen, W_ERROR)) return ERROR;
-  const keys = openaiKeys(data, s, end);
+  // Content and finish_reason live in the choices array: the scan starts at its `[` (found by memchr),
+  // skipping id, object, created and model. An error body (`{"error": ...}`) has no array before its key,
+  // so the whole event is scanned then.
+  const open = data.indexOf(LEFT_BRACKET, s);
+  const errorFirst = bytesStartWith(data, skipSpace(data, s + 1, end), end, K_ERROR);
+  const keys = openaiKeys(data, open < 0 || open >= end || errorFirst ? s : open, end);
   if (keys & HAS_ERROR) return ERROR;
   let bits = keys & HAS_FINISH ? END : 0;
   if (keys & HAS_CONTENT || e.clipped) bits |= TOKEN;
