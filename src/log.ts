@@ -75,6 +75,17 @@ export interface AccessFields {
   headers_ms: number | null;
   duration_ms: number;
   bytes: number;
+  /** Token accounting's fields, when the answer was read (2xx SSE or JSON). */
+  tokens?: AccessTokenFields | undefined;
+}
+
+export interface AccessTokenFields {
+  end: string;
+  events: number;
+  token_events: number;
+  output_tokens: number | null;
+  tpot_ms: number | null;
+  max_gap_ms: number | null;
 }
 
 const num = (x: number | null) => (x === null || !Number.isFinite(x) ? 'null' : String(x));
@@ -94,6 +105,11 @@ function quote(value: string): string {
 /** Printable ASCII without `"` and `\`: a JSON string as it stands (most paths). */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 const quotePath = (path: string) => (PLAIN.test(path) ? `"${path}"` : JSON.stringify(path));
+
+function tokenFields(t: AccessTokenFields | undefined): string {
+  if (t === undefined) return '';
+  return `,"end":${quote(t.end)},"events":${num(t.events)},"token_events":${num(t.token_events)},"output_tokens":${num(t.output_tokens)},"tpot_ms":${num(t.tpot_ms)},"max_gap_ms":${num(t.max_gap_ms)}`;
+}
 
 /** Writers that hold lines of their own (the recorder's batch), flushed before the logger's lines. */
 const beforeFlush = new WeakMap<Logger, (() => void)[]>();
@@ -121,7 +137,9 @@ export interface AccessLogWriter {
  */
 export function accessLogWriter(logger: Logger): AccessLogWriter {
   const stream = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym];
-  if (!stream) return { line: (f) => logger.info({ msg: 'request', ...f }), flush() {} };
+  if (!stream) {
+    return { line: ({ tokens, ...f }) => logger.info({ msg: 'request', ...f, ...tokens }), flush() {} };
+  }
   let pending = '';
   let lastMs = 0;
   let lastIso = '';
@@ -133,7 +151,7 @@ export function accessLogWriter(logger: Logger): AccessLogWriter {
         lastMs = ms;
         lastIso = new Date(ms).toISOString();
       }
-      pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}}\n`;
+      pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}${tokenFields(f.tokens)}}\n`;
     },
     flush() {
       if (pending === '') return;

@@ -22,8 +22,8 @@ export interface RuleJson {
   value: number | null;
   threshold: number | null;
   legacy: number | null;
-  /** ms for latency, a ratio for rates, the query's own value for a query rule. */
-  unit: 'ms' | 'ratio' | 'value';
+  /** ms for latency, a ratio for rates, per_s (tokens per second) for tokens_per_s_p5, the query's own value for a query rule. */
+  unit: 'ms' | 'ratio' | 'per_s' | 'value';
   samples: number;
   min_samples: number;
   /** Why a query rule is inconclusive (no_data, timeout, stale...). */

@@ -288,6 +288,7 @@ export class Veer {
     this.proxy.ctx.upstreams = { ...this.upstreams };
     this.proxy.applyRouting(next.routing, next.forwarding);
     this.shadow.configure(next.rollout.shadow, next.upstreams.new);
+    this.proxy.applyMeasure(next.measure);
     this.recorder.accessLog = next.log.access;
     if (next.slo.windowMs !== old.slo.windowMs || next.slo.slices !== old.slo.slices) {
       this.recorder.reshapeWindows(next.slo.windowMs, next.slo.slices);

@@ -18,10 +18,13 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     tokens: q ? 30 : 100,
     tokenIntervalMs: 50,
     rounds: q ? 1 : 3,
+    abRounds: q ? 2 : 4,
   };
   const streamMs = params.tokens * params.tokenIntervalMs;
   const mocks = await startMockHost({ ttfb: 10, tokens: params.tokens, tokenIntervalMs: params.tokenIntervalMs });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
+  // The same build with token accounting off, measured in the same run (interleaved A/B rounds below).
+  const veerOff = await startVeer(mocks.legacy.url, mocks.new.url, { extra: { measure: { token_accounting: false } } });
   const references = q ? [] : await startReferences(['bare', 'relay'], mocks.legacy.url);
   const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
   const figures: Figure[] = [];
@@ -32,6 +35,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       veer: benchPool(veer.url, params.streams),
       bare: benchPool(urlOf('bare'), params.streams),
       relay: benchPool(urlOf('relay'), params.streams),
+      veerOff: benchPool(veerOff.url, params.streams),
     };
     let key = 0;
     /**
@@ -39,10 +43,12 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
      * the same gap at the mock (its `t` stamp) is the delay added on the way. The CPU window covers
      * only the time when every stream is open, so it is per relayed event, not per request.
      */
-    const round = async (side: Side, measureCpu: boolean) => {
+    const round = async (side: Side, measureCpu: boolean, tokensOff = false) => {
       // CPU is measured on veer and on the references; veer's event loop on veer alone.
-      const proc = !measureCpu ? undefined : side === 'veer' ? veer : references.find((ref) => ref.side === side);
-      const veerLoop = measureCpu && side === 'veer' ? veer : undefined;
+      const veerHere = tokensOff ? veerOff : veer;
+      const proc = !measureCpu ? undefined : side === 'veer' ? veerHere : references.find((ref) => ref.side === side);
+      const veerLoop = measureCpu && side === 'veer' ? veerHere : undefined;
+      const pool = tokensOff ? pools.veerOff : pools[side];
       const added = new Samples();
       let events = 0;
       let failed = 0;
@@ -65,7 +71,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         {
           let prevRecv = 0n;
           let prevT = 0;
-          const t = await timedRequest(pools[side], chatRequest(`c-${key++}`, true), {
+          const t = await timedRequest(pool, chatRequest(`c-${key++}`, true), {
             onEvent(recvNs, stamp) {
               events++;
               if (prevRecv !== 0n) added.add(Number(recvNs - prevRecv) / 1e6 - (stamp - prevT));
@@ -100,6 +106,14 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     const r = await alternate(params.rounds, veer, (side) => round(side, true), {
       references: references.map((ref) => ref.side),
     });
+    // Token accounting on against off: the same build, the same mocks, rounds interleaved (on, off, off, on, ...).
+    ctx.log(`chunk-latency: token accounting on/off, ${params.abRounds} rounds each`);
+    await round('veer', false, true);
+    const ab = { on: [] as Awaited<ReturnType<typeof round>>[], off: [] as Awaited<ReturnType<typeof round>>[] };
+    for (let i = 0; i < params.abRounds; i++) {
+      const order = i % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const);
+      for (const which of order) ab[which].push(await round('veer', true, which === 'off'));
+    }
     await Promise.all(Object.values(pools).map((p) => p.close()));
     const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.added));
     const d = pooled('direct');
@@ -163,6 +177,52 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
         }),
       ),
     );
+    const abCpu = (rounds: typeof ab.on) => {
+      const s = rounds.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
+      const events = rounds.reduce((a, x) => a + (x.cpu?.events ?? 0), 0);
+      return (s * 1e6) / Math.max(1, events);
+    };
+    const onUs = abCpu(ab.on);
+    const offUs = abCpu(ab.off);
+    const abDelay = (rounds: typeof ab.on) => Samples.pooled(rounds.map((x) => x.added)).percentile(99);
+    figures.push(
+      figure({
+        key: 'chunk.tokens_on_cpu_us_per_event',
+        label: 'CPU per relayed SSE event, token accounting on (A/B rounds)',
+        unit: 'us',
+        value: onUs,
+      }),
+      figure({
+        key: 'chunk.tokens_off_cpu_us_per_event',
+        label: 'CPU per relayed SSE event, token accounting off (A/B rounds)',
+        unit: 'us',
+        value: offUs,
+      }),
+      figure({
+        key: 'chunk.token_accounting_cpu_us_per_event',
+        label: 'token accounting: added CPU per relayed SSE event (on - off)',
+        unit: 'us',
+        value: onUs - offUs,
+        target: { of: 'value', max: 2 },
+      }),
+      figure({
+        key: 'chunk.tokens_on_delay_p99',
+        label: 'inter-token gap p99, token accounting on (A/B rounds)',
+        unit: 'ms',
+        noRatio: true,
+        value: abDelay(ab.on),
+      }),
+      figure({
+        key: 'chunk.tokens_off_delay_p99',
+        label: 'inter-token gap p99, token accounting off (A/B rounds)',
+        unit: 'ms',
+        noRatio: true,
+        value: abDelay(ab.off),
+      }),
+    );
+    notes.push(
+      `Token accounting A/B: ${params.abRounds} rounds each on two veer processes of the same build (measure.token_accounting true/false), interleaved; CPU per event per round on ${ab.on.map((x) => ((x.cpu!.s * 1e6) / Math.max(1, x.cpu!.events)).toFixed(1)).join(', ')} µs, off ${ab.off.map((x) => ((x.cpu!.s * 1e6) / Math.max(1, x.cpu!.events)).toFixed(1)).join(', ')} µs.`,
+    );
     const loops = r.veer.map((x) => x.loop!);
     const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay].map((x) => x.clientWaitMsPerS);
     notes.push(
@@ -171,6 +231,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );
   } finally {
+    await veerOff.stop();
     await endScenario(notes, veer, references, mocks);
   }
   return run.result(params, figures, notes);

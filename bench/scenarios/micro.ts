@@ -2,6 +2,7 @@
 
 import { Bench } from 'tinybench';
 import { buildConfig } from '../../src/config/load.js';
+import { SseScanner } from '../../src/measure/sse-scan.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 import { decide, makeTable } from '../../src/routing/table.js';
 import type { ScenarioContext } from '../lib/context.js';
@@ -134,6 +135,37 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
     },
   });
 
+  // Token accounting per relayed event: one chunk holding one event, as the mock (and most servers) send
+  // them, with the clock read the exchange makes per chunk. A fresh scanner every 100 events, as per stream.
+  const openaiEvent = Buffer.from(
+    `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1700000000, model: 'mock-new', choices: [{ index: 0, delta: { content: 'tok12 ' }, finish_reason: null }], t: 1764680000000.123 })}\n\n`,
+  );
+  const anthropicEvent = Buffer.from(
+    `event: content_block_delta\ndata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'tok12 ' } })}\n\n`,
+  );
+  const scanTask = (path: string, event: Buffer) => {
+    let scanner = new SseScanner('auto', path);
+    let n = 0;
+    return batched(() => {
+      if (++n % 100 === 0) scanner = new SseScanner('auto', path);
+      scanner.feed(event, performance.now());
+    });
+  };
+  bench.add('sse scan (openai chat event)', scanTask('/v1/chat/completions', openaiEvent));
+  bench.add('sse scan (anthropic event)', scanTask('/v1/messages', anthropicEvent));
+  // A stream's end: its summary into the window (TPOT and rate digests, 80 gap buckets, end class).
+  const tokenWindow = new SlidingWindow({ windowMs: 60_000, slices: 6, clock });
+  const ended = new SseScanner('openai', '/v1/chat/completions');
+  for (let i = 0; i < 100; i++) ended.feed(openaiEvent, i * 20 + (values[i]! % 7));
+  ended.feed(Buffer.from('data: [DONE]\n\n'), 2000);
+  ended.finish('upstream_end');
+  bench.add(
+    'token stream end',
+    batched(() => {
+      tokenWindow.record('ok', 20, 2000, ended);
+    }),
+  );
+
   ctx.log(`micro: ${bench.tasks.length} tasks, ${time} ms each`);
   await bench.run();
 
@@ -159,6 +191,9 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
   const withSegments = mean('bucketing, 5 segments');
   const insert = mean('digest insert');
   const warm = mean('window read (warm)');
+  const scanOpenai = mean('sse scan (openai chat event)');
+  const scanAnthropic = mean('sse scan (anthropic event)');
+  const streamEnd = mean('token stream end');
   const cold = { p50: coldReads[coldReads.length >> 1]!, samples: coldReads.length, max: coldReads.at(-1)! };
   return {
     name: 'micro',
@@ -202,8 +237,28 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
         value: warm.p50,
         target: { of: 'value', max: 2 },
       }),
+      figure({
+        key: 'token_scan_openai.ns',
+        label: 'token accounting per relayed event (SSE scan of an OpenAI chat chunk, clock read included), median',
+        unit: 'ns',
+        value: ns(scanOpenai.p50),
+        target: { of: 'value', max: 2000 },
+      }),
+      figure({
+        key: 'token_scan_anthropic.ns',
+        label: 'token accounting per relayed event (SSE scan of an Anthropic content_block_delta), median',
+        unit: 'ns',
+        value: ns(scanAnthropic.p50),
+      }),
+      figure({
+        key: 'token_stream_end.ns',
+        label: "token accounting per stream end (summary into the window's token side), median",
+        unit: 'ns',
+        value: ns(streamEnd.p50),
+      }),
     ],
     notes: [
+      `Token accounting: ${ns(scanOpenai.mean).toFixed(0)} ns mean per OpenAI event, ${ns(scanAnthropic.mean).toFixed(0)} ns per Anthropic event, ${ns(streamEnd.mean).toFixed(0)} ns per stream end (spread over a stream's events: ${(ns(streamEnd.mean) / 100).toFixed(0)} ns per event at 100 tokens).`,
       `Medians of ${bucketing.samples}/${insert.samples} batches of ${BATCH} calls (bucketing/insert); means ${ns(bucketing.mean).toFixed(0)} ns / ${ns(insert.mean).toFixed(0)} ns (an insert's mean includes the periodic digest compression).`,
       `Window reads: ${cold.samples} cold (slowest ${cold.max.toFixed(2)} ms) and ${warm.samples} warm samples; a cold read merges the 5 closed slices' centroids afresh, a warm one merges only the open slice into the cached rest.`,
     ],

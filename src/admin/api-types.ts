@@ -110,6 +110,13 @@ export interface SeriesSide {
   error_rate: number | null;
   /** Streams finished per second since the previous point; null when no time passed. */
   rps: number | null;
+  /** Token accounting's window figures (ms, and shares of answers); null without samples. */
+  itl_p50_ms?: number | null;
+  itl_p99_ms?: number | null;
+  tpot_p95_ms?: number | null;
+  incomplete_rate?: number | null;
+  inband_error_rate?: number | null;
+  empty_rate?: number | null;
 }
 
 export interface SeriesRule {

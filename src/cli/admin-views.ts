@@ -32,9 +32,10 @@ const percent = (ratio: number | null | undefined) =>
   ratio === null || ratio === undefined ? dash : `${(ratio * 100).toFixed(2)}%`;
 const plain = (v: number | null | undefined) =>
   v === null || v === undefined ? dash : String(Number(v.toPrecision(6)));
-/** A rule's value in its unit: a ratio as a percentage, latency in ms, a query's value as it came. */
+const perSecond = (v: number | null | undefined) => (v === null || v === undefined ? dash : `${v.toFixed(1)}/s`);
+/** A rule's value in its unit: a ratio as a percentage, latency in ms, a decode rate per second, a query's value as it came. */
 const ruleValue = (v: number | null | undefined, unit: string | undefined) =>
-  unit === 'ratio' ? percent(v) : unit === 'value' ? plain(v) : ms(v);
+  unit === 'ratio' ? percent(v) : unit === 'value' ? plain(v) : unit === 'per_s' ? perSecond(v) : ms(v);
 
 function duration(msValue: number | undefined): string {
   if (msValue === undefined) return '?';

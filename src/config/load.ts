@@ -443,6 +443,10 @@ export function buildConfig(
     },
     log: { level: raw.log?.level ?? io.env.VEER_LOG_LEVEL ?? 'info', access: raw.log?.access ?? true },
     drain: { gracePeriodMs: dur(raw.drain?.grace_period, 20_000) },
+    measure: {
+      tokenAccounting: raw.measure?.token_accounting ?? true,
+      streamFormat: raw.measure?.stream_format ?? 'auto',
+    },
     reload: { watch: raw.reload?.watch ?? false },
     notify,
     fleet: {

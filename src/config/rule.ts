@@ -1,38 +1,50 @@
-// The SLO rule language (config parses it): `ttfb_p95 <= 550ms`, `error_rate <= 1%`, `ttfb_p95 <= 1.2 x legacy`, `error_rate <= legacy + 0.5%`.
+// The SLO rule language (config parses it): `ttfb_p95 <= 550ms`, `error_rate <= 1%`, `ttfb_p95 <= 1.2 x legacy`, `error_rate <= legacy + 0.5%`, `tokens_per_s_p5 >= 0.8 x legacy`.
 
+import { higherIsBetter, isSloMetric, metricUnit, parseRate, SLO_METRICS } from './slo-metrics.js';
 import type { SloMetric, SloRule } from './types.js';
 import { parseDuration, parseRatio } from './units.js';
 
-const METRICS: readonly SloMetric[] = ['ttfb_p50', 'ttfb_p90', 'ttfb_p95', 'ttfb_p99', 'duration_p95', 'error_rate'];
-const RULE = /^\s*(?:new\.)?([a-z0-9_]+)\s*<=\s*(.+?)\s*$/;
+const METRICS = SLO_METRICS;
+const RULE = /^\s*(?:new\.)?([a-z0-9_]+)\s*(<=|>=)\s*(.+?)\s*$/;
 const RATIO_TO_LEGACY = /^(\d+(?:\.\d+)?)\s*(?:x|×|\*)\s*legacy(?:\.([a-z0-9_]+))?$/;
-const DELTA_OVER_LEGACY = /^legacy(?:\.([a-z0-9_]+))?\s*\+\s*(.+)$/;
+const DELTA_OVER_LEGACY = /^legacy(?:\.([a-z0-9_]+))?\s*([+-])\s*(.+)$/;
 
 export const RULE_SYNTAX =
-  'expected `METRIC <= VALUE`, `METRIC <= F x legacy` or `METRIC <= legacy + DELTA` with METRIC one of ' +
+  'expected `METRIC <= VALUE`, `METRIC <= F x legacy` or `METRIC <= legacy + DELTA` (`>=` and `legacy - DELTA` for tokens_per_s_p5) with METRIC one of ' +
   METRICS.join(', ');
 
 export type ParsedRule = { ok: true; rule: SloRule } | { ok: false; reason: string };
 
-function isMetric(name: string): name is SloMetric {
-  return (METRICS as readonly string[]).includes(name);
-}
-
-/** A latency metric takes durations; error_rate takes ratios. Returns ms or a ratio. */
+/** A latency metric takes durations, a rate ratios, a decode rate tokens per second. Returns ms, a ratio or a rate. */
 function parseValue(metric: SloMetric, text: string): number | undefined {
-  return metric === 'error_rate' ? parseRatio(text) : parseDuration(text);
+  const unit = metricUnit(metric);
+  return unit === 'ratio' ? parseRatio(text) : unit === 'per_s' ? parseRate(text) : parseDuration(text);
 }
 
 function valueHint(metric: SloMetric): string {
-  return metric === 'error_rate' ? 'a ratio such as 1% or 0.01' : 'a duration such as 550ms or 2s';
+  const unit = metricUnit(metric);
+  if (unit === 'ratio') return 'a ratio such as 1% or 0.01';
+  if (unit === 'per_s') return 'a rate such as 30 or 30/s';
+  return 'a duration such as 550ms or 2s';
 }
 
 export function parseRule(text: string, minSamples: number, name?: string): ParsedRule {
   const m = RULE.exec(text);
   if (!m) return { ok: false, reason: RULE_SYNTAX };
   const metric = m[1]!;
-  const rhs = m[2]!;
-  if (!isMetric(metric)) return { ok: false, reason: `unknown metric "${metric}"; use one of ${METRICS.join(', ')}` };
+  const op = m[2]!;
+  const rhs = m[3]!;
+  if (!isSloMetric(metric))
+    return { ok: false, reason: `unknown metric "${metric}"; use one of ${METRICS.join(', ')}` };
+  const higher = higherIsBetter(metric);
+  if (higher !== (op === '>=')) {
+    return {
+      ok: false,
+      reason: higher
+        ? `${metric} is worse when lower: write \`${metric} >= ...\``
+        : `${metric} is worse when higher: write \`${metric} <= ...\``,
+    };
+  }
   const sameMetric = (other: string | undefined): string | undefined =>
     other === undefined || other === metric
       ? undefined
@@ -60,7 +72,13 @@ export function parseRule(text: string, minSamples: number, name?: string): Pars
   if (delta) {
     const mismatch = sameMetric(delta[1]);
     if (mismatch) return { ok: false, reason: mismatch };
-    const d = parseValue(metric, delta[2]!);
+    if ((delta[2] === '-') !== higher) {
+      return {
+        ok: false,
+        reason: higher ? 'write `legacy - DELTA` for a rate judged from below' : 'write `legacy + DELTA`',
+      };
+    }
+    const d = parseValue(metric, delta[3]!);
     if (d === undefined) return { ok: false, reason: `the delta must be ${valueHint(metric)}` };
     return {
       ok: true,

@@ -59,7 +59,22 @@ export interface ShadowConfig {
   onBreach: 'rollback' | 'alert_only';
 }
 
-export type SloMetric = 'ttfb_p50' | 'ttfb_p90' | 'ttfb_p95' | 'ttfb_p99' | 'duration_p95' | 'error_rate';
+export type SloMetric =
+  | 'ttfb_p50'
+  | 'ttfb_p90'
+  | 'ttfb_p95'
+  | 'ttfb_p99'
+  | 'duration_p95'
+  | 'error_rate'
+  // Token accounting's metrics (measured on streams; see src/measure/token-window.ts).
+  | 'itl_p50'
+  | 'itl_p95'
+  | 'itl_p99'
+  | 'tpot_p95'
+  | 'tokens_per_s_p5'
+  | 'incomplete_rate'
+  | 'inband_error_rate'
+  | 'empty_rate';
 
 /** act: a breach counts toward the guard's decisions; observe: evaluated, shown, exported, alerted, never acting. */
 export type RuleAction = 'act' | 'observe';
@@ -214,6 +229,8 @@ export interface Config {
   state: { path: string; auditPath: string };
   log: { level: string; access: boolean };
   drain: { gracePeriodMs: number };
+  /** Token accounting on the relay path. */
+  measure: { tokenAccounting: boolean; streamFormat: 'auto' | 'openai' | 'responses' | 'anthropic' | 'generic' };
   reload: { watch: boolean };
   notify: NotifyConfig[];
   fleet: {

@@ -7,6 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type AnswerFormat, answerFormat, completionBody, errorBody, streamWriter } from './mock-sse.js';
 
 /** Time to first token: a fixed value, or drawn per request. */
 export type Latency =
@@ -30,6 +31,17 @@ export interface MockBehavior {
   hangRate: number;
   /** Send SSE response headers at once (true), or together with the first token. */
   headersFirst: boolean;
+  /** Each token interval is tokenIntervalMs ± up to this much (uniform). */
+  tokenJitterMs: number;
+  /** Share of streams that stall once, for stallMs, half-way through their tokens. */
+  stallRate: number;
+  stallMs: number;
+  /** Share of streams that end cleanly half-way, without their terminal event. */
+  truncateRate: number;
+  /** Share of answers that carry an error inside a 200 (half-way through a stream; a JSON error body). */
+  inbandErrorRate: number;
+  /** Share of answers with no content (a stream of no tokens that ends properly; an empty JSON answer). */
+  emptyRate: number;
 }
 
 export const DEFAULT_BEHAVIOR: MockBehavior = {
@@ -41,6 +53,12 @@ export const DEFAULT_BEHAVIOR: MockBehavior = {
   resetRate: 0,
   hangRate: 0,
   headersFirst: true,
+  tokenJitterMs: 0,
+  stallRate: 0,
+  stallMs: 0,
+  truncateRate: 0,
+  inbandErrorRate: 0,
+  emptyRate: 0,
 };
 
 export interface MockStats {
@@ -52,6 +70,11 @@ export interface MockStats {
   errors: number;
   resets: number;
   hangs: number;
+  /** Answers sent with a fault of the token kind: truncated, in-band error, empty, stalled. */
+  truncated: number;
+  inbandErrors: number;
+  empty: number;
+  stalls: number;
   /** Arrival time (performance.now) of the last client disconnect before completion. */
   lastAbortAt: number;
 }
@@ -69,37 +92,6 @@ function drawLatency(l: Latency, random: () => number): number {
       return l.median * Math.exp(l.sigma * z);
     }
   }
-}
-
-function chunk(b: MockBehavior, i: number, last: boolean, chat: boolean): string {
-  const t = performance.timeOrigin + performance.now();
-  const choice = chat
-    ? { index: 0, delta: last ? {} : { content: `tok${i} ` }, finish_reason: last ? 'stop' : null }
-    : { index: 0, text: last ? '' : `tok${i} `, finish_reason: last ? 'stop' : null };
-  return `data: ${JSON.stringify({
-    id: `cmpl-${b.name}`,
-    object: chat ? 'chat.completion.chunk' : 'text_completion',
-    created: Math.floor(t / 1000),
-    model: `mock-${b.name}`,
-    choices: [choice],
-    t,
-  })}\n\n`;
-}
-
-function completion(b: MockBehavior, chat: boolean): string {
-  const text = Array.from({ length: b.tokens }, (_, i) => `tok${i}`).join(' ');
-  return JSON.stringify({
-    id: `cmpl-${b.name}`,
-    object: chat ? 'chat.completion' : 'text_completion',
-    created: Math.floor(Date.now() / 1000),
-    model: `mock-${b.name}`,
-    choices: [
-      chat
-        ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }
-        : { index: 0, text, finish_reason: 'stop' },
-    ],
-    usage: { prompt_tokens: 1, completion_tokens: b.tokens, total_tokens: b.tokens + 1 },
-  });
 }
 
 export interface MockUpstream {
@@ -124,6 +116,12 @@ export interface MockOptions extends Partial<MockBehavior> {
   random?: () => number;
 }
 
+/** Every count but `active` at zero. */
+const zeroStats = (): Omit<MockStats, 'active'> => ({
+  ...{ requests: 0, completed: 0, aborted: 0, errors: 0, resets: 0, hangs: 0, lastAbortAt: 0 },
+  ...{ truncated: 0, inbandErrors: 0, empty: 0, stalls: 0 },
+});
+
 /** Cuts a response mid-stream: the TCP connection for HTTP/1.1, only the stream for HTTP/2. */
 function cut(res: ServerResponse): void {
   const stream = (res as unknown as { stream?: http2.ServerHttp2Stream }).stream;
@@ -132,34 +130,27 @@ function cut(res: ServerResponse): void {
 }
 
 /**
- * Routes: POST /v1/chat/completions and /v1/completions (SSE when "stream": true), GET /v1/models,
+ * Routes: POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/messages (Anthropic) (SSE
+ * when "stream": true; token faults per MockBehavior), GET /v1/models,
  * GET|PUT /_mock/behavior (read or change behaviour), GET /_mock/stats, any /_mock/echo (answers with
  * the request's method, headers and body), GET /_mock/bytes?n=N (N bytes).
  */
 export async function startMockUpstream(options: MockOptions = {}): Promise<MockUpstream> {
   const { port = 0, host = '127.0.0.1', h2 = false, h2Port = 0, random = Math.random, ...initial } = options;
   const behavior: MockBehavior = { ...DEFAULT_BEHAVIOR, ...initial };
-  const stats: MockStats = {
-    requests: 0,
-    active: 0,
-    completed: 0,
-    aborted: 0,
-    errors: 0,
-    resets: 0,
-    hangs: 0,
-    lastAbortAt: 0,
-  };
+  const stats: MockStats = { active: 0, ...zeroStats() };
   const sockets = new Set<Socket>();
 
-  const completions = (res: ServerResponse, body: Buffer, chat: boolean) => {
+  const completions = (res: ServerResponse, body: Buffer, format: AnswerFormat) => {
     const b = mock.behavior;
-    let stream = false;
+    let request: { stream?: unknown; stream_options?: { include_usage?: unknown } };
     try {
-      stream = JSON.parse(body.toString('utf8') || '{}').stream === true;
+      request = JSON.parse(body.toString('utf8') || '{}');
     } catch {
       res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":{"message":"invalid JSON"}}');
       return;
     }
+    const stream = request.stream === true;
     stats.active++;
     let finished = false;
     const timers: NodeJS.Timeout[] = [];
@@ -196,9 +187,18 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       return;
     }
     const willReset = roll < b.hangRate + b.errorRate + b.resetRate;
+    // Token faults draw only when asked for, so a seeded run without them draws as before.
+    const flip = (rate: number) => rate > 0 && random() < rate;
+    const inband = flip(b.inbandErrorRate);
+    const empty = !inband && flip(b.emptyRate);
+    const truncate = !inband && !empty && flip(b.truncateRate);
+    const stallAt = flip(b.stallRate) ? Math.floor(b.tokens / 2) : -1;
+    const tokens = empty ? 0 : b.tokens;
+    if (inband) stats.inbandErrors++;
+    if (empty) stats.empty++;
     if (!stream) {
       after(ttfb, () => {
-        const text = completion(b, chat);
+        const text = inband ? errorBody() : completionBody(format, b.name, tokens);
         done('completed');
         res.writeHead(200, {
           'content-type': 'application/json',
@@ -214,12 +214,25 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       res.writeHead(200, headers);
       res.flushHeaders();
     }
+    const writer = streamWriter(format, b.name);
+    const usage = request.stream_options?.include_usage === true;
+    // Half-way, a stream that is to fail does so (after at least one token).
+    const failAt = inband || truncate ? Math.max(1, Math.floor(b.tokens / 2)) : -1;
     let i = 0;
+    const interval = () =>
+      b.tokenJitterMs > 0 ? Math.max(0, b.tokenIntervalMs + (2 * random() - 1) * b.tokenJitterMs) : b.tokenIntervalMs;
     const next = () => {
       if (finished) return;
       if (i === 0 && !b.headersFirst) res.writeHead(200, headers);
-      if (i < b.tokens) {
-        const data = chunk(b, i, false, chat);
+      const opening = i === 0 ? writer.opening() : '';
+      if (i === failAt) {
+        if (truncate) stats.truncated++;
+        res.end(opening + (inband ? writer.inbandError() : ''));
+        done('completed');
+        return;
+      }
+      if (i < tokens) {
+        const data = opening + writer.token(i);
         i++;
         if (willReset) {
           done('resets');
@@ -228,11 +241,11 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
           return;
         }
         res.write(data);
-        timers[0] = setTimeout(next, b.tokenIntervalMs);
+        if (i === stallAt) stats.stalls++;
+        timers[0] = setTimeout(next, interval() + (i === stallAt ? b.stallMs : 0));
         return;
       }
-      res.write(chunk(b, i, true, chat));
-      res.end('data: [DONE]\n\n');
+      res.end(opening + writer.closing(tokens, usage));
       done('completed');
     };
     after(ttfb, next);
@@ -241,8 +254,8 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://mock');
     const b = mock.behavior;
-    if (req.method === 'POST' && url.pathname === '/v1/chat/completions') return completions(res, body, true);
-    if (req.method === 'POST' && url.pathname === '/v1/completions') return completions(res, body, false);
+    const format = req.method === 'POST' ? answerFormat(url.pathname) : undefined;
+    if (format) return completions(res, body, format);
     if (url.pathname === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ object: 'list', data: [{ id: `mock-${b.name}`, object: 'model' }] }));
@@ -338,7 +351,8 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       mock.behavior = { ...mock.behavior, ...partial };
     },
     resetStats() {
-      Object.assign(stats, { requests: 0, completed: 0, aborted: 0, errors: 0, resets: 0, hangs: 0, lastAbortAt: 0 });
+      // `active` is the streams still open: not reset.
+      Object.assign(stats, zeroStats());
     },
     async close() {
       for (const s of sockets) s.destroy();

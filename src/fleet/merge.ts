@@ -6,6 +6,7 @@ import type { WindowView } from '../guard/evaluate.js';
 import { OUTCOMES } from '../measure/outcome.js';
 import type { Centroid } from '../measure/quantile.js';
 import { mergeSorted, quantileOf, totalCount } from '../measure/quantile.js';
+import { mergeTokenWires, type TokenWire, tokensToWire } from '../measure/token-wire.js';
 import type { WindowSnapshot } from '../measure/window.js';
 
 /** One upstream's window: outcome counts (in OUTCOMES order) and [mean, n] centroids. */
@@ -13,6 +14,10 @@ export interface SideWire {
   o: number[];
   t: [number, number][];
   d: [number, number][];
+  /** Answers relayed whole that token accounting found truncated or with an in-band error (errors too). */
+  a?: number;
+  /** Token accounting's side of the window; absent from sidecars without it. */
+  k?: TokenWire;
 }
 
 export interface WindowWire {
@@ -34,10 +39,13 @@ function compress(centroids: readonly Centroid[]): [number, number][] {
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
 export function sideToWire(s: WindowSnapshot): SideWire {
+  const outcomeErrors = s.outcomes.upstream_5xx + s.outcomes.connect_error + s.outcomes.timeout + s.outcomes.reset;
   return {
     o: OUTCOMES.map((o) => s.outcomes[o]),
     t: compress(s.ttfbCentroids()),
     d: compress(s.durationCentroids()),
+    a: s.errors - outcomeErrors,
+    k: tokensToWire(s.tokens, compress),
   };
 }
 
@@ -54,18 +62,20 @@ const sorted = (list: [number, number][]): Centroid[] =>
  */
 export function mergeSides(sides: readonly SideWire[]): WindowView {
   const counts = OUTCOMES.map(() => 0);
+  let answerErrors = 0;
   let ttfb: Centroid[] = [];
   let duration: Centroid[] = [];
   for (const s of sides) {
     s.o.forEach((n, i) => {
       counts[i]! += n;
     });
+    answerErrors += s.a ?? 0;
     ttfb = mergeSorted(ttfb, sorted(s.t));
     duration = mergeSorted(duration, sorted(s.d));
   }
   const at = (o: (typeof OUTCOMES)[number]) => counts[OUTCOMES.indexOf(o)]!;
   const requests = counts.reduce((a, b) => a + b, 0) - at('client_abort');
-  const errors = at('upstream_5xx') + at('connect_error') + at('timeout') + at('reset');
+  const errors = at('upstream_5xx') + at('connect_error') + at('timeout') + at('reset') + answerErrors;
   const ttfbTotal = totalCount(ttfb);
   const durationTotal = totalCount(duration);
   return {
@@ -75,6 +85,7 @@ export function mergeSides(sides: readonly SideWire[]): WindowView {
     durationSamples: durationTotal,
     ttfbQuantile: (q) => quantileOf(ttfb, q, ttfbTotal),
     durationQuantile: (q) => quantileOf(duration, q, durationTotal),
+    tokens: mergeTokenWires(sides.map((s) => s.k)),
   };
 }
 

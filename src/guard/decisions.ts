@@ -132,9 +132,12 @@ export function automatic(
 
 function formatValue(rule: RuleResult, value: number | null): string {
   if (value === null) return 'n/a';
+  if (rule.unit === 'per_s') return `${value.toFixed(1)}/s`;
   return rule.unit === 'ms' ? `${Math.round(value)}ms` : `${(value * 100).toFixed(2)}%`;
 }
 
 export function describeBreach(rule: RuleResult): string {
-  return `${rule.name} ${formatValue(rule, rule.value)} > ${formatValue(rule, rule.threshold)} (${rule.samples} samples)`;
+  // A decode rate breaches from below.
+  const op = rule.unit === 'per_s' ? '<' : '>';
+  return `${rule.name} ${formatValue(rule, rule.value)} ${op} ${formatValue(rule, rule.threshold)} (${rule.samples} samples)`;
 }

@@ -6,7 +6,7 @@ import { judgeWindowRule, type RuleResult, type WindowView } from './evidence.js
 import type { QueryReading, QueryReadings } from './prometheus.js';
 
 export type { RuleStatus } from '../rollout.js';
-export { measure, type RuleResult, type WindowView } from './evidence.js';
+export { measure, type RuleResult, rateCounts, type WindowView } from './evidence.js';
 
 /** Query rules' latest readings, and how old a reading may be before it no longer counts. */
 export interface QueryInput {

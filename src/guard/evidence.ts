@@ -1,9 +1,12 @@
 // Judging one rule on its evidence: a value with its sample count, confidence bounds and hangs still open.
 
+import { higherIsBetter, metricUnit, type SloUnit } from '../config/slo-metrics.js';
 import type { RuleAction, SloMetric, UpstreamName, WindowRule } from '../config/types.js';
 import { type RateEvidence, rateEvidence } from '../measure/confidence.js';
 import { type Centroid, mergeSorted, quantileOf } from '../measure/quantile.js';
+import type { TokenView } from '../measure/token-window.js';
 import type { RuleStatus } from '../rollout.js';
+import { isTokenRate, measureToken, tokenRateCounts } from './token-metrics.js';
 
 /** What evaluation reads from a measurement window (a WindowSnapshot satisfies it). */
 export interface WindowView {
@@ -19,6 +22,8 @@ export interface WindowView {
   ttfbCentroids?(): Centroid[];
   /** Ages (ms, oldest first) of this side's requests still waiting for a first byte longer than `ms`. */
   waitingOver?(ms: number): number[];
+  /** Token accounting's side of the window; absent (token rules inconclusive) when nothing provides it. */
+  tokens?: TokenView | undefined;
   /** The same side with only the samples taken since `at` (a step's start); absent when it cannot tell. */
   since?(at: number): WindowView;
 }
@@ -39,7 +44,7 @@ export interface RuleResult {
   threshold: number | null;
   /** For relative rules, legacy's value in the same window. */
   legacy: number | null;
-  unit: 'ms' | 'ratio' | 'value';
+  unit: SloUnit | 'value';
   /** Samples behind the value (hangs included); for relative rules the smaller of the two sides. */
   samples: number;
   minSamples: number;
@@ -57,7 +62,7 @@ export interface RuleResult {
   detail?: string;
 }
 
-const QUANTILE: Record<Exclude<SloMetric, 'error_rate'>, number> = {
+const QUANTILE: Partial<Record<SloMetric, number>> = {
   ttfb_p50: 0.5,
   ttfb_p90: 0.9,
   ttfb_p95: 0.95,
@@ -69,13 +74,20 @@ const QUANTILE: Record<Exclude<SloMetric, 'error_rate'>, number> = {
 export function measure(metric: SloMetric, w: WindowView): { value: number | null; samples: number } {
   if (metric === 'error_rate') return { value: w.requests > 0 ? w.errorRate : null, samples: w.requests };
   if (metric === 'duration_p95') return { value: w.durationQuantile(0.95) ?? null, samples: w.durationSamples };
-  return { value: w.ttfbQuantile(QUANTILE[metric]) ?? null, samples: w.ttfbSamples };
+  const q = QUANTILE[metric];
+  if (q !== undefined) return { value: w.ttfbQuantile(q) ?? null, samples: w.ttfbSamples };
+  // Token metrics (streams as samples); a side without token figures has none.
+  return measureToken(metric, w) ?? { value: null, samples: 0 };
 }
 
-export const isRateMetric = (metric: SloMetric): boolean => metric === 'error_rate';
+export const isRateMetric = (metric: SloMetric): boolean => metric === 'error_rate' || isTokenRate(metric);
+
+/** TTFB and duration quantiles: judged with the requests still waiting (hangs) counted in. */
+const isRequestQuantile = (metric: SloMetric): boolean => metric === 'duration_p95' || QUANTILE[metric] !== undefined;
 
 /** (failures, total) of a rate metric on one side; the shape any rate rule (errors, token rates) reads. */
 export function rateCounts(metric: SloMetric, w: WindowView): { failures: number; total: number } {
+  if (isTokenRate(metric)) return tokenRateCounts(metric, w);
   if (metric !== 'error_rate') throw new Error(`${metric} is not a rate`);
   const failures = w.errors ?? Math.round(w.errorRate * w.requests);
   return { failures, total: w.requests };
@@ -141,7 +153,7 @@ function waitingCentroids(ages: readonly number[]): Centroid[] {
  * requests hanging past the threshold is conclusively above 1 − q (e.g. 5 % for a p95).
  */
 function judgeQuantile(rule: WindowRule, windows: Record<UpstreamName, WindowView>, confidence: number): Judged {
-  const q = QUANTILE[rule.metric as Exclude<SloMetric, 'error_rate'>];
+  const q = rule.metric === 'duration_p95' ? 0.95 : QUANTILE[rule.metric]!;
   const ttfb = rule.metric !== 'duration_p95';
   const read = (w: WindowView) => (ttfb ? w.ttfbQuantile(q) : w.durationQuantile(q)) ?? null;
   const count = (w: WindowView) => (ttfb ? w.ttfbSamples : w.durationSamples);
@@ -186,6 +198,36 @@ function judgeQuantile(rule: WindowRule, windows: Record<UpstreamName, WindowVie
   return { ...base, lower: ev.lower, upper: ev.upper, status, decidedBy: status === 'breach' ? 'bounds' : null };
 }
 
+/**
+ * A token quantile rule (ITL, TPOT, decode rate; streams as samples): judged on min_samples alone, as a
+ * TTFB rule is without hangs. A decode rate is judged from below (`>=`, and `legacy - DELTA`).
+ */
+function judgeTokenQuantile(rule: WindowRule, windows: Record<UpstreamName, WindowView>): Judged {
+  const mine = measure(rule.metric, windows.new);
+  const fromBelow = higherIsBetter(rule.metric);
+  let threshold: number | null;
+  let legacy: number | null = null;
+  let samples = mine.samples;
+  if (rule.kind === 'absolute') threshold = rule.threshold;
+  else {
+    const theirs = measure(rule.metric, windows.legacy);
+    legacy = theirs.value;
+    samples = Math.min(samples, theirs.samples);
+    threshold =
+      legacy === null
+        ? null
+        : rule.kind === 'ratio_to_legacy'
+          ? rule.factor * legacy
+          : legacy + (fromBelow ? -rule.delta : rule.delta);
+  }
+  const base = { value: mine.value, threshold, legacy, samples, lower: null, upper: null, waiting: 0 };
+  if (samples < rule.minSamples || mine.value === null || threshold === null) {
+    return { ...base, status: 'inconclusive', decidedBy: null };
+  }
+  const passes = fromBelow ? mine.value >= threshold * (1 - 1e-12) : within(mine.value, threshold);
+  return { ...base, status: passes ? 'pass' : 'breach', decidedBy: 'samples' };
+}
+
 /** Judges one window rule on its evidence; relative rules read legacy from the same window, at the same moment. */
 export function judgeWindowRule(
   rule: WindowRule,
@@ -199,13 +241,15 @@ export function judgeWindowRule(
         rule.kind === 'absolute' ? null : rateCounts(rule.metric, windows.legacy),
         confidence,
       )
-    : judgeQuantile(rule, windows, confidence);
+    : isRequestQuantile(rule.metric)
+      ? judgeQuantile(rule, windows, confidence)
+      : judgeTokenQuantile(rule, windows);
   return {
     name: rule.name,
     text: rule.text,
     metric: rule.metric,
     action: rule.action ?? 'act',
-    unit: isRateMetric(rule.metric) ? 'ratio' : 'ms',
+    unit: metricUnit(rule.metric),
     minSamples: rule.minSamples,
     ...judged,
   };

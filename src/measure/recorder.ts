@@ -2,9 +2,17 @@
 
 import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
-import { type AccessLogWriter, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
-import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
+import { type AccessLogWriter, type AccessTokenFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
+import {
+  type Metrics,
+  TOKEN_WINDOW_QUANTILES,
+  TOKENS_PER_SECOND_QUANTILES,
+  type TokenWindowReading,
+  WINDOW_QUANTILES,
+} from '../metrics/registry.js';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
+import { END_CLASS_INDEX, END_CLASSES, type TokenSummary, tpotMs } from './token-summary.js';
+import type { TokenView } from './token-window.js';
 import { WaitingList, type WaitingRecord } from './waiting.js';
 import { type Clock, SlidingWindow, type WindowSnapshot } from './window.js';
 
@@ -33,6 +41,8 @@ export interface StreamRecord {
   bytesOut: number;
   /** Set when the request was retried on legacy after new refused it. */
   fallback: boolean;
+  /** Token accounting's summary of the answer, when it was read (2xx SSE or JSON, accounting on). */
+  tokens?: TokenSummary | undefined;
 }
 
 const CODE_CLASS = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'];
@@ -67,6 +77,13 @@ class Batch {
   readonly bytes = new Float64Array(BATCH_MAX);
   /** Monotonic ms of the stream's end, for the log line's time. */
   readonly endedAt = new Float64Array(BATCH_MAX);
+  // Token accounting (end -1 when the answer was not read; times NaN when not measured).
+  readonly end = new Int8Array(BATCH_MAX);
+  readonly events = new Float64Array(BATCH_MAX);
+  readonly tokenEvents = new Float64Array(BATCH_MAX);
+  readonly outputTokens = new Float64Array(BATCH_MAX);
+  readonly tpot = new Float64Array(BATCH_MAX);
+  readonly maxGap = new Float64Array(BATCH_MAX);
 }
 
 export interface RecorderOptions {
@@ -94,6 +111,8 @@ export class Recorder {
   private readonly accessLines: AccessLogWriter;
   private readonly ttfbHistograms;
   private readonly durationHistograms;
+  private readonly tpotHistograms;
+  private readonly maxGapHistograms;
   private readonly batch = new Batch();
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly flushBatch = () => this.flush();
@@ -114,6 +133,12 @@ export class Recorder {
       legacy: this.metrics.duration.labels('legacy'),
       new: this.metrics.duration.labels('new'),
     };
+    this.tpotHistograms = { legacy: this.metrics.tpot.labels('legacy'), new: this.metrics.tpot.labels('new') };
+    this.maxGapHistograms = { legacy: this.metrics.maxGap.labels('legacy'), new: this.metrics.maxGap.labels('new') };
+    this.metrics.live.tokenWindow = () => ({
+      legacy: tokenReading(this.windows.legacy.snapshot().tokens),
+      new: tokenReading(this.windows.new.snapshot().tokens),
+    });
     this.metrics.live.flush = this.flushBatch;
     this.metrics.live.inflight = () => this.inflight;
     this.monotonic = options.monotonic ?? (() => performance.now());
@@ -191,7 +216,8 @@ export class Recorder {
     const firstByteAt = r.firstByteAt > 0 ? r.firstByteAt : r.outcome === 'ok' ? r.headersAt : 0;
     const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
     const durationMs = r.outcome === 'ok' ? r.endedAt - r.startedAt : undefined;
-    this.windows[r.upstream].record(r.outcome, ttfbMs, durationMs);
+    const t = r.tokens;
+    this.windows[r.upstream].record(r.outcome, ttfbMs, durationMs, t);
     const b = this.batch;
     const i = b.n++;
     b.upstream[i] = r.upstream === 'new' ? 1 : 0;
@@ -208,6 +234,17 @@ export class Recorder {
     b.totalMs[i] = r.endedAt - r.startedAt;
     b.bytes[i] = r.bytesOut;
     b.endedAt[i] = r.endedAt;
+    if (t === undefined) b.end[i] = -1;
+    else {
+      b.end[i] = END_CLASS_INDEX[t.end];
+      b.events[i] = t.events;
+      b.tokenEvents[i] = t.tokenEvents;
+      b.outputTokens[i] = t.outputTokens;
+      // Timing of a stream the client cut or held back is not the upstream's alone (as in the window).
+      const timed = t.end !== 'client_abort' && !t.heldBack;
+      b.tpot[i] = (timed ? tpotMs(t) : undefined) ?? Number.NaN;
+      b.maxGap[i] = timed && t.tokenEvents >= 2 ? t.maxGapMs : Number.NaN;
+    }
     if (i === 0) this.batchTimer = setTimeout(this.flushBatch, BATCH_MS);
     if (b.n === BATCH_MAX) this.flush();
   }
@@ -251,6 +288,7 @@ export class Recorder {
         this.metrics.requests.inc({ upstream, code_class: CODE_CLASS[k % CODE_CLASS.length]!, reason }, byClass[k]);
       }
     }
+    this.meterTokens(n);
     if (this.accessLog) {
       // Wall-clock time of a monotonic instant, read once per batch.
       const wallOffset = Date.now() - performance.now();
@@ -271,6 +309,7 @@ export class Recorder {
             headers_ms: Number.isNaN(headers) ? null : round(headers),
             duration_ms: round(b.totalMs[i]!),
             bytes: b.bytes[i]!,
+            tokens: this.tokenFields(i),
           },
           wallOffset + b.endedAt[i]!,
         );
@@ -280,6 +319,72 @@ export class Recorder {
     // Let go of the strings (paths) of this batch.
     b.path.fill('', 0, n);
   }
+
+  /** Token accounting's counters and histograms for the first n streams of the batch. */
+  private meterTokens(n: number): void {
+    const b = this.batch;
+    const m = this.metrics;
+    const ends = new Float64Array(UPSTREAMS.length * END_CLASSES.length);
+    const tokenEvents = [0, 0];
+    const outputTokens = [0, 0];
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      const end = b.end[i]!;
+      if (end < 0) continue;
+      any = true;
+      const u = b.upstream[i]!;
+      ends[u * END_CLASSES.length + end]! += 1;
+      tokenEvents[u]! += b.tokenEvents[i]!;
+      if (b.outputTokens[i]! > 0) outputTokens[u]! += b.outputTokens[i]!;
+      const tpot = b.tpot[i]!;
+      if (!Number.isNaN(tpot)) this.tpotHistograms[UPSTREAMS[u]!].observe(tpot / 1000);
+      const maxGap = b.maxGap[i]!;
+      if (!Number.isNaN(maxGap)) this.maxGapHistograms[UPSTREAMS[u]!].observe(maxGap / 1000);
+    }
+    if (!any) return;
+    for (let k = 0; k < ends.length; k++) {
+      if (ends[k] === 0) continue;
+      const upstream = UPSTREAMS[Math.floor(k / END_CLASSES.length)]!;
+      m.answerEnds.inc({ upstream, end: END_CLASSES[k % END_CLASSES.length]! }, ends[k]);
+    }
+    for (let u = 0; u < UPSTREAMS.length; u++) {
+      if (tokenEvents[u]! > 0) m.tokenEvents.inc({ upstream: UPSTREAMS[u]! }, tokenEvents[u]);
+      if (outputTokens[u]! > 0) m.outputTokens.inc({ upstream: UPSTREAMS[u]! }, outputTokens[u]);
+    }
+  }
+
+  /** Access-log fields of token accounting; none when the answer was not read. */
+  private tokenFields(i: number): AccessTokenFields | undefined {
+    const b = this.batch;
+    const end = b.end[i]!;
+    if (end < 0) return undefined;
+    const tpot = b.tpot[i]!;
+    const maxGap = b.maxGap[i]!;
+    return {
+      end: END_CLASSES[end]!,
+      events: b.events[i]!,
+      token_events: b.tokenEvents[i]!,
+      output_tokens: b.outputTokens[i]! >= 0 ? b.outputTokens[i]! : null,
+      tpot_ms: Number.isNaN(tpot) ? null : round(tpot),
+      max_gap_ms: Number.isNaN(maxGap) ? null : round(maxGap),
+    };
+  }
+}
+
+/** The token window as the metrics publish it: seconds, tokens per second, and shares of answers. */
+function tokenReading(v: TokenView): TokenWindowReading {
+  const seconds = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
+  const itl: Record<string, number | undefined> = {};
+  const tpot: Record<string, number | undefined> = {};
+  for (const q of TOKEN_WINDOW_QUANTILES) {
+    itl[q] = seconds(v.itlQuantile(Number(q)));
+    tpot[q] = seconds(v.tpotQuantile(Number(q)));
+  }
+  const tokensPerSecond: Record<string, number | undefined> = {};
+  for (const q of TOKENS_PER_SECOND_QUANTILES) tokensPerSecond[q] = v.tokensPerSecondQuantile(Number(q));
+  const endRatio: Record<string, number | undefined> = {};
+  for (const end of END_CLASSES) endRatio[end] = v.answers > 0 ? v.ends[end] / v.answers : undefined;
+  return { itl, tpot, tokensPerSecond, endRatio };
 }
 
 /** A query string may carry keys and tokens (`?api_key=`, a routing key read from the query): never logged. */

@@ -3,6 +3,8 @@
 import { TDigest } from 'tdigest';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
 import { type Centroid, mergeSorted, quantileOf, totalCount } from './quantile.js';
+import type { TokenSummary } from './token-summary.js';
+import { type TokenView, TokenWindow } from './token-window.js';
 
 export type Clock = () => number;
 
@@ -18,6 +20,8 @@ class Slice {
   readonly ttfb = new TDigest(DELTA, K);
   readonly duration = new TDigest(DELTA, K);
   readonly counts = new Float64Array(OUTCOMES.length);
+  /** Answers relayed whole (outcome ok) whose bytes said they failed: truncated, or an in-band error. */
+  answerErrors = 0;
   /** Sorted centroids, copied once after the slice closed (its digest no longer changes). */
   closed: { ttfb: Centroid[]; duration: Centroid[] } | undefined;
 
@@ -26,6 +30,7 @@ class Slice {
     this.ttfb.reset();
     this.duration.reset();
     this.counts.fill(0);
+    this.answerErrors = 0;
     this.closed = undefined;
   }
 
@@ -34,6 +39,7 @@ class Slice {
     this.ttfb.push_centroid(other.ttfb.toArray());
     this.duration.push_centroid(other.duration.toArray());
     for (let i = 0; i < this.counts.length; i++) this.counts[i]! += other.counts[i]!;
+    this.answerErrors += other.answerErrors;
     this.closed = undefined;
   }
 
@@ -49,6 +55,7 @@ class Slice {
 export interface WindowSnapshot {
   /** Requests judged for error rate: every outcome but client_abort. */
   requests: number;
+  /** Outcome errors, plus answers relayed whole that were truncated or carried an in-band error. */
   errors: number;
   errorRate: number;
   outcomes: Record<Outcome, number>;
@@ -64,6 +71,8 @@ export interface WindowSnapshot {
    * before `at` is in it; samples of the slice open at `at` are left out too (they cannot be told apart).
    */
   since(at: number): WindowSnapshot;
+  /** Token accounting's figures for the same window. */
+  tokens: TokenView;
 }
 
 export interface WindowOptions {
@@ -88,11 +97,13 @@ export class SlidingWindow {
   /** Samples of the open slice not yet in its digests (see digestPending). */
   private readonly pendingTtfb: number[] = [];
   private readonly pendingDuration: number[] = [];
+  readonly tokens: TokenWindow;
 
   constructor(options: WindowOptions) {
     this.sliceMs = options.windowMs / options.slices;
     this.clock = options.clock;
     this.ring = Array.from({ length: options.slices }, () => new Slice());
+    this.tokens = new TokenWindow(options.windowMs, options.slices, options.clock);
   }
 
   /** The slice for `now`, rotating the ring when a new epoch begins. */
@@ -109,10 +120,17 @@ export class SlidingWindow {
     return this.ring[epoch % this.ring.length]!;
   }
 
-  /** ttfbMs/durationMs undefined when not measured (no first byte, or the stream did not complete). */
-  record(outcome: Outcome, ttfbMs: number | undefined, durationMs: number | undefined): void {
+  /**
+   * ttfbMs/durationMs undefined when not measured (no first byte, or the stream did not complete);
+   * `answer` is token accounting's summary, when the answer was scanned.
+   */
+  record(outcome: Outcome, ttfbMs: number | undefined, durationMs: number | undefined, answer?: TokenSummary): void {
     const s = this.slice(this.clock());
     s.counts[OUTCOME_INDEX[outcome]]! += 1;
+    if (answer !== undefined) {
+      this.tokens.record(answer);
+      if (outcome === 'ok' && (answer.end === 'truncated' || answer.end === 'inband_error')) s.answerErrors++;
+    }
     if (ttfbMs !== undefined) this.pendingTtfb.push(ttfbMs);
     if (durationMs !== undefined) this.pendingDuration.push(durationMs);
     if (this.pendingTtfb.length >= PENDING_MAX || this.pendingDuration.length >= PENDING_MAX) this.digestPending();
@@ -163,12 +181,14 @@ export class SlidingWindow {
     const ttfb = open ? mergeSorted(this.closedCache.ttfb, open.ttfb.toArray()) : this.closedCache.ttfb;
     const duration = open ? mergeSorted(this.closedCache.duration, open.duration.toArray()) : this.closedCache.duration;
     const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+    let answerErrors = 0;
     for (const s of live) {
+      answerErrors += s.answerErrors;
       OUTCOMES.forEach((o, i) => {
         outcomes[o] += s.counts[i]!;
       });
     }
-    const snapshot = this.view(outcomes, total, ttfb, duration);
+    const snapshot = this.view(outcomes, total, ttfb, duration, answerErrors, this.tokens.snapshot());
     this.snapshotCache = { epoch, total, snapshot };
     return snapshot;
   }
@@ -178,9 +198,11 @@ export class SlidingWindow {
     total: number,
     ttfb: Centroid[],
     duration: Centroid[],
+    answerErrors: number,
+    tokens: TokenView,
   ): WindowSnapshot {
     const requests = total - outcomes.client_abort;
-    const errors = outcomes.upstream_5xx + outcomes.connect_error + outcomes.timeout + outcomes.reset;
+    const errors = outcomes.upstream_5xx + outcomes.connect_error + outcomes.timeout + outcomes.reset + answerErrors;
     const ttfbTotal = totalCount(ttfb);
     const durationTotal = totalCount(duration);
     return {
@@ -195,6 +217,7 @@ export class SlidingWindow {
       ttfbCentroids: () => ttfb,
       durationCentroids: () => duration,
       since: (at) => this.snapshotSince(at),
+      tokens,
     };
   }
 
@@ -209,8 +232,10 @@ export class SlidingWindow {
     let duration: Centroid[] = [];
     let total = 0;
     const outcomes = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+    let answerErrors = 0;
     for (const s of live) {
       if (s.epoch < first) continue;
+      answerErrors += s.answerErrors;
       const open = s.epoch === epoch;
       ttfb = mergeSorted(ttfb, open ? s.ttfb.toArray() : s.close().ttfb);
       duration = mergeSorted(duration, open ? s.duration.toArray() : s.close().duration);
@@ -219,7 +244,7 @@ export class SlidingWindow {
         total += s.counts[i]!;
       });
     }
-    return this.view(outcomes, total, ttfb, duration);
+    return this.view(outcomes, total, ttfb, duration, answerErrors, this.tokens.snapshot(first));
   }
 
   /**
@@ -243,6 +268,7 @@ export class SlidingWindow {
       if (s.epoch !== target) s.reset(target);
       s.absorb(old);
     }
+    this.tokens.reshape(windowMs, slices);
     this.openEpoch = -1;
     this.closedCache = undefined;
     this.snapshotCache = undefined;

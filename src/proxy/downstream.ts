@@ -1,7 +1,9 @@
 // The client side of one exchange: what the exchange asks of a downstream session, whatever its protocol.
 
+import type { IncomingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Outcome } from '../measure/outcome.js';
+import type { TokenSummary } from '../measure/token-summary.js';
 import type { OutHeaders } from './headers.js';
 
 /** A request body as undici takes it: veer hands it an iterator over the client's stream (or a tee). */
@@ -56,8 +58,14 @@ export interface Downstream {
  * hold or change the chunk; it is called on the relay path, so it must be cheap. Absent, it costs nothing.
  */
 export interface ResponseObserver {
+  /** The upstream's response head (status 200 and up), once it was sent to the client, before any chunk. */
+  onHead?(status: number, headers: IncomingHttpHeaders): void;
   /** A body chunk, after it was written to the downstream (not called once the exchange is done). */
   onChunk(chunk: Buffer): void;
-  /** Once, when the exchange is done: how it ended (the same outcome the recorder gets). */
+  /** veer paused the upstream because the client fell behind (gaps from here on are partly the client's). */
+  onHeldBack?(): void;
+  /** Once, when the exchange is done, just before it is recorded: how it ended (the outcome the recorder gets). */
   onEnd(endClass: Outcome): void;
+  /** What the observer concluded about the answer (token accounting), recorded with the stream. */
+  readonly tokens?: TokenSummary | undefined;
 }

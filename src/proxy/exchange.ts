@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import type { UpstreamName } from '../config/types.js';
 import type { Outcome } from '../measure/outcome.js';
 import type { Recorder, StreamRecord } from '../measure/recorder.js';
+import type { TokenSummary } from '../measure/token-summary.js';
 import type { WaitingList, WaitingRecord } from '../measure/waiting.js';
 import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
 import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
@@ -135,6 +136,11 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   waitNext: WaitingRecord | null = null;
   waitList: WaitingList | null = null;
 
+  /** Token accounting's summary of the answer, when an observer read it (StreamRecord.tokens). */
+  get tokens(): TokenSummary | undefined {
+    return this.observer?.tokens;
+  }
+
   private readonly ctx: ExchangeContext;
   private readonly headers: OutHeaders;
   private readonly body: RequestBody;
@@ -209,6 +215,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     try {
       this.downstream.respond(statusCode, headers, this.ctx.draining);
       this.phase = Phase.Responding;
+      if (this.observer?.onHead !== undefined) this.observer.onHead(statusCode, upstream);
     } catch (err) {
       // abort() comes back through onResponseError at once: it must answer bad_gateway, not upstream_reset.
       this.unrelayable = `upstream response cannot be relayed: ${(err as Error).message}`;
@@ -240,6 +247,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.phase = Phase.Streaming;
     if (this.downstream.write(chunk)) {
       controller.pause();
+      if (this.observer?.onHeldBack !== undefined) this.observer.onHeldBack();
       this.stallTimer ??= setTimeout(onClientStalled, this.ctx.clientIdleTimeoutMs, this);
       if (!this.watchingDrain) {
         this.watchingDrain = true;
@@ -402,7 +410,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     clearTimeout(this.idleTimer);
     if (this.endedAt === 0) this.endedAt = performance.now();
     this.outcome = outcome;
-    this.ctx.recorder.finished(this);
+    // Before the recorder: the observer's conclusion (token accounting's summary) is part of the record.
     if (this.observer !== undefined) this.observer.onEnd(outcome);
+    this.ctx.recorder.finished(this);
   }
 }

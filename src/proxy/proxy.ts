@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Config, UpstreamName } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Recorder } from '../measure/recorder.js';
+import { TokenAccounting } from '../measure/token-accounting.js';
 import type { Metrics } from '../metrics/registry.js';
 import { extractKey } from '../routing/key.js';
 import { type Decision, decide, type RoutingTable, shadowed } from '../routing/table.js';
@@ -113,6 +114,7 @@ export class ProxyHandler {
   private readonly shadow: ShadowTraffic | undefined;
   /** The key of the request being routed (read by mirror() right after route(), in the same call). */
   private key: string | undefined;
+  private measure: Config['measure'];
 
   constructor(options: ProxyOptions) {
     this.table = options.table;
@@ -134,6 +136,17 @@ export class ProxyHandler {
       closing: false,
       clientIdleTimeoutMs: options.config.listen.idleTimeoutMs,
     };
+    this.measure = options.config.measure;
+  }
+
+  /** measure.* reloaded: exchanges that start from now on read answers by it. */
+  applyMeasure(measure: Config['measure']): void {
+    this.measure = measure;
+  }
+
+  /** Token accounting for one exchange (measure.token_accounting), or none. */
+  private observe(path: string): TokenAccounting | undefined {
+    return this.measure.tokenAccounting ? new TokenAccounting(this.measure.streamFormat, path) : undefined;
   }
 
   applyRouting(routing: Config['routing'], forwarding: Config['forwarding'] = this.forwarding): void {
@@ -218,6 +231,7 @@ export class ProxyHandler {
       // request whose answer came before its body was in, that would reset the client's connection.
       body: this.mirror(decision, method, path, headers, hasBody ? req.iterator({ destroyOnReturn: false }) : null),
       downstream: new Http1Downstream(res),
+      observer: this.observe(path),
     }).start();
   };
 
@@ -277,6 +291,7 @@ export class ProxyHandler {
       headers,
       body,
       downstream: new Http2Downstream(stream),
+      observer: this.observe(path),
     }).start();
   };
 

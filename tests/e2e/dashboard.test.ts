@@ -150,7 +150,7 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
 
   it('draws data points on every chart and keeps adding them', async () => {
     const points = async (id: string) => Number(await page.getAttribute(`#${id}`, 'data-points'));
-    const charts = ['chart-latency', 'chart-errors', 'chart-rps', 'chart-share'];
+    const charts = ['chart-latency', 'chart-errors', 'chart-rps', 'chart-share', 'chart-decode', 'chart-completeness'];
     for (const id of charts) {
       await expect.poll(() => points(id), { timeout: 8000, interval: 100 }).toBeGreaterThanOrEqual(3);
       expect(await page.locator(`#${id} canvas`).count()).toBe(1);

@@ -62,7 +62,10 @@ describe('dashboard routes', () => {
     expect(all.time).toBe(new Date(now).toISOString());
     expect(all.points.map((p: { t: number }) => p.t)).toEqual([now - 2000, now - 1000, now]);
     const [a, b] = all.points;
-    expect(Object.keys(a.new)).toEqual(['ttfb_p50_ms', 'ttfb_p95_ms', 'ttfb_p99_ms', 'error_rate', 'rps']);
+    expect(Object.keys(a.new)).toEqual([
+      ...['ttfb_p50_ms', 'ttfb_p95_ms', 'ttfb_p99_ms', 'error_rate', 'rps'],
+      ...['itl_p50_ms', 'itl_p99_ms', 'tpot_p95_ms', 'incomplete_rate', 'inband_error_rate', 'empty_rate'],
+    ]);
     const later = JSON.parse((await get(`${stack.adminUrl}/api/series?since=${a.t}`)).text);
     expect(later.points[0].t).toBe(b.t);
     const bad = await get(`${stack.adminUrl}/api/series?since=yesterday`);

@@ -171,6 +171,8 @@ const FIELDS: [string, unknown, unknown, string][] = [
     [{ name: 'oncall', url: 'https://hooks.example/veer', events: ['rollback'], secret_env: 'MISSING_SECRET' }],
     'notify[0].secret_env: environment variable MISSING_SECRET is not set',
   ],
+  ['measure.token_accounting', false, 'off', 'must be boolean'],
+  ['measure.stream_format', 'anthropic', 'xml', 'must be one of'],
   ['fleet.enabled', true, 'yes', 'must be boolean'],
   ['fleet.redis_url', 'rediss://redis:6380', 'http://redis', 'must match'],
   ['fleet.username_env', 'REDIS_USER', '1BAD', 'must match'],

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeWindows, toWire, type WindowWire } from '../../src/fleet/merge.js';
 import type { Outcome } from '../../src/measure/outcome.js';
+import { ITL_BUCKETS, itlBucket } from '../../src/measure/token-summary.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 import { seededRandom as prng } from '../helpers/random.js';
 
@@ -95,5 +96,55 @@ describe('fleet window merge', () => {
     const bytes = Buffer.byteLength(JSON.stringify(busy.wire));
     expect(busy.wire.new.t.length).toBeLessThanOrEqual(1_000);
     expect(bytes).toBeLessThan(64 * 1024);
+  });
+});
+
+describe('fleet merge of token accounting', () => {
+  /** A sidecar whose new streams have `gapMs` between tokens and `truncated` of them truncated. */
+  function tokenSidecar(name: string, streams: number, gapMs: number, truncated: number): WindowWire {
+    const clock = () => 1_700_000_000_000;
+    const w = {
+      legacy: new SlidingWindow({ windowMs: 60_000, slices: 6, clock }),
+      new: new SlidingWindow({ windowMs: 60_000, slices: 6, clock }),
+    };
+    for (let i = 0; i < streams; i++) {
+      const gaps = new Uint32Array(ITL_BUCKETS);
+      gaps[itlBucket(gapMs)] = 9;
+      w.new.record('ok', 20, 200, {
+        kind: 'sse',
+        format: 'openai',
+        events: 11,
+        tokenEvents: 10,
+        firstTokenAt: 0,
+        // Streams differ a little, as real ones do (a digest interpolates between distinct centroids).
+        lastTokenAt: 9 * gapMs * (1 + i / 1000),
+        outputTokens: -1,
+        end: i < truncated ? 'truncated' : 'complete',
+        gaps,
+        maxGapMs: gapMs,
+        heldBack: false,
+      });
+    }
+    return JSON.parse(JSON.stringify(toWire(name, 0, { legacy: w.legacy.snapshot(), new: w.new.snapshot() })));
+  }
+
+  it('pools every sidecar’s streams: TPOT, ITL and answer rates, and counts broken answers as errors', () => {
+    const merged = mergeWindows([tokenSidecar('a', 90, 10, 0), tokenSidecar('b', 10, 100, 10)]).new;
+    const t = merged.tokens!;
+    expect(t.tpotSamples).toBe(100);
+    expect(t.itlStreams).toBe(100);
+    // 10 % of streams decode at 100 ms: p95 sits among them, p50 among the fast ones.
+    expect(t.tpotQuantile(0.95)).toBeCloseTo(100, 0);
+    expect(t.tpotQuantile(0.5)).toBeCloseTo(10, 0);
+    expect(t.itlQuantile(0.99)! / 100).toBeGreaterThan(0.9);
+    expect(t.incomplete).toEqual({ failures: 10, total: 100 });
+    expect(merged.errorRate).toBeCloseTo(0.1);
+  });
+
+  it('has no token side when no member published one', () => {
+    const wire = tokenSidecar('a', 5, 10, 0);
+    delete wire.new.k;
+    delete wire.legacy.k;
+    expect(mergeWindows([wire]).new.tokens).toBeUndefined();
   });
 });

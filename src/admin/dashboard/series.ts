@@ -28,6 +28,21 @@ const round = (x: number | null | undefined, digits: number): number | null => {
   return Math.round(x * f) / f;
 };
 
+/** The token panel's figures of one window side; null where it has no samples. */
+function tokenFields(w: WindowView) {
+  const t = w.tokens;
+  const share = (r: { failures: number; total: number } | undefined) =>
+    r && r.total > 0 ? round(r.failures / r.total, 5) : null;
+  return {
+    itl_p50_ms: round(t?.itlQuantile(0.5), 2),
+    itl_p99_ms: round(t?.itlQuantile(0.99), 2),
+    tpot_p95_ms: round(t?.tpotQuantile(0.95), 2),
+    incomplete_rate: share(t?.incomplete),
+    inband_error_rate: share(t?.inbandErrors),
+    empty_rate: share(t?.empty),
+  };
+}
+
 /**
  * Samples from the moment veer starts rather than when a browser first asks, so whoever opens the page
  * after an incident sees the minutes before it.
@@ -73,6 +88,7 @@ export class SeriesSampler {
         ttfb_p99_ms: round(w.ttfbQuantile(0.99), 1),
         error_rate: w.requests > 0 ? round(w.errorRate, 5) : null,
         rps: seconds > 0 ? round(done[name] / seconds, 2) : null,
+        ...tokenFields(w),
       };
     };
     const finished = done.legacy + done.new;
@@ -84,7 +100,7 @@ export class SeriesSampler {
       new: side('new'),
       rules: this.source.rules().map((rule) => {
         const r = judgeRule(rule, windows);
-        const digits = r.unit === 'ratio' ? 5 : 1;
+        const digits = r.unit === 'ratio' ? 5 : r.unit === 'per_s' ? 2 : 1;
         return {
           name: r.name,
           metric: r.metric,

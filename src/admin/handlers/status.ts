@@ -1,6 +1,7 @@
 // GET /api/status and GET /api/series: the rollout, both upstreams' windows, the rules, and the dashboard's history.
 
 import { performance } from 'node:perf_hooks';
+import { metricUnit } from '../../config/slo-metrics.js';
 import type { Config, UpstreamName } from '../../config/types.js';
 import type { Controller } from '../../guard/controller.js';
 import { guardActive, nextStepBp, ruleJson } from '../../guard/evaluate.js';
@@ -97,7 +98,7 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
         value: null,
         threshold: rule.kind === 'absolute' ? rule.threshold : null,
         legacy: null,
-        unit: rule.metric === 'error_rate' ? 'ratio' : rule.metric === 'query' ? 'value' : 'ms',
+        unit: rule.metric === 'query' ? 'value' : metricUnit(rule.metric),
         samples: 0,
         min_samples: rule.minSamples,
         action: rule.action ?? 'act',

@@ -1,40 +1,18 @@
-// The four live charts (latency, errors, requests per second, share on new), drawn with uPlot from /api/series points.
+// The live charts (latency, errors, requests per second, share on new, and the token panel's), drawn with uPlot from /api/series points.
 
 import uPlot from 'uplot';
 import type { SeriesPoint } from '../../api-types.js';
+import { LEGACY, type Line, limitLine, NEW, pct, ruleAt as rule, type Spec } from './chart-spec.js';
+import { isTokenMetric, tokenSpecs } from './token-charts.js';
 
-const LEGACY = '#1d4ed8';
-const NEW = '#c2410c';
-const LIMIT = '#b91c1c';
 const WEIGHT = '#4b5563';
 const HEIGHT = 220;
-
-interface Line {
-  label: string;
-  stroke: string;
-  width?: number;
-  dash?: number[];
-  /** Draw as steps (a configured value that jumps), not as a slope. */
-  stepped?: boolean;
-  get: (p: SeriesPoint) => number | null;
-}
-
-interface Spec {
-  id: string;
-  unit: string;
-  digits: number;
-  range?: [number, number];
-  lines: Line[];
-}
 
 const LATENCY_METRICS: Record<string, keyof SeriesPoint['new']> = {
   ttfb_p50: 'ttfb_p50_ms',
   ttfb_p95: 'ttfb_p95_ms',
   ttfb_p99: 'ttfb_p99_ms',
 };
-
-const rule = (p: SeriesPoint, name: string) => p.rules.find((r) => r.name === name);
-const pct = (x: number | null | undefined) => (x === null || x === undefined ? null : x * 100);
 
 /** The lines of each chart for the rules in force at the latest point (a reload may change them). */
 function specs(latest: SeriesPoint | undefined, texts: ReadonlyMap<string, string>): Spec[] {
@@ -45,15 +23,12 @@ function specs(latest: SeriesPoint | undefined, texts: ReadonlyMap<string, strin
     { label: `${side} p99`, stroke: color, width: 1.5, dash: [2, 3], get: (p) => p[side].ttfb_p99_ms },
   ];
   // Query rules carry their own units (a cache fill, a queue length): the rule table shows them, not these charts.
-  const latencyRules = rules.filter((r) => r.metric !== 'error_rate' && r.metric !== 'query');
+  // Token rules have their own panel (token-charts.ts).
+  const latencyRules = rules.filter(
+    (r) => r.metric !== 'error_rate' && r.metric !== 'query' && !isTokenMetric(r.metric),
+  );
   const errorRules = rules.filter((r) => r.metric === 'error_rate');
-  const limit = (name: string, text: string, scale: (x: number | null) => number | null): Line => ({
-    label: `limit ${text}`,
-    stroke: LIMIT,
-    width: 2,
-    dash: [8, 4],
-    get: (p) => scale(rule(p, name)?.threshold ?? null),
-  });
+  const limit = limitLine;
   return [
     {
       id: 'chart-latency',
@@ -103,6 +78,7 @@ function specs(latest: SeriesPoint | undefined, texts: ReadonlyMap<string, strin
         { label: 'weight', stroke: WEIGHT, width: 2, dash: [6, 4], stepped: true, get: (p) => p.weight_percent },
       ],
     },
+    ...tokenSpecs(latest, texts),
   ];
 }
 

@@ -82,6 +82,7 @@ export function renderHeader(status: Status, skewMs: number): void {
 export function value(r: RuleJson, x: number | null): string {
   if (x === null) return '–';
   if (r.unit === 'value') return String(Number(x.toPrecision(6)));
+  if (r.unit === 'per_s') return `${x.toFixed(1)} tokens/s`;
   return r.unit === 'ratio' ? `${(x * 100).toFixed(2)} %` : `${x.toFixed(1)} ms`;
 }
 
