@@ -132,8 +132,10 @@ export class Veer {
       logger: this.logger,
       clock: this.clock,
       windows: () => this.fleet?.evaluationWindows() ?? this.localWindows(),
+      // In fleet mode the table goes through the fleet, which holds it on legacy until the first sync.
       swap: (table) => {
-        this.proxy.table = table;
+        if (this.fleet) this.fleet.serveTable(table);
+        else this.proxy.table = table;
       },
       queries: () => this.signals.queries(),
       observers: [this.signals.observer],
@@ -151,6 +153,10 @@ export class Veer {
           logger: this.logger,
           clock: this.clock,
           localWindows: () => this.localWindows(),
+          serve: (table) => {
+            this.proxy.table = table;
+          },
+          audit: this.audit,
         })
       : undefined;
     this.controller.attachFleet(this.fleet);
@@ -229,7 +235,7 @@ export class Veer {
       auth: () => this.auth,
       clock: this.clock,
       reload: (actor, reason) => this.reload(actor, reason),
-      settle: () => this.fleet?.flush() ?? Promise.resolve(),
+      fleet: this.fleet,
       series: this.series,
       shadowInflight: () => this.shadow.inflight,
       segmentCounts: () => this.proxy.segmentCounts.bySegment,

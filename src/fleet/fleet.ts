@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config, UpstreamName } from '../config/types.js';
 import { VeerError } from '../errors.js';
-import type { Controller, FleetHooks, LocalChange } from '../guard/controller.js';
+import type { Controller, FleetHooks, LocalChange, Proposal } from '../guard/controller.js';
 import type { WindowView } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
 import type { Clock, WindowSnapshot } from '../measure/window.js';
@@ -25,21 +25,10 @@ export interface FleetOptions {
   /** This sidecar's own windows, published every interval. */
   localWindows: () => Record<UpstreamName, WindowSnapshot>;
   /** Puts a routing table on the request path (the controller's, or legacy-only while awaiting the fleet). */
-  serve: (table: RoutingTable) => void;
+  serve?: (table: RoutingTable) => void;
   /** Where store resets and dropped changes are audited. */
   audit?: AuditLog;
   memberId?: string;
-}
-
-/** A change toward new: written to the store first, applied here only once the store has it. */
-export interface Proposal {
-  /** The state the change was decided on. */
-  prev: PersistedState;
-  action: string;
-  /** The next state on a base (version is the store's to set). */
-  build: (cur: PersistedState) => PersistedState;
-  /** Applies the confirmed state locally (persist, swap, audit). */
-  apply: (next: PersistedState) => void;
 }
 
 export type FleetLinkState = 'awaiting_fleet' | 'connected' | 'disconnected';
@@ -77,6 +66,7 @@ export class Fleet implements FleetHooks {
   private timers: NodeJS.Timeout[] = [];
   private queue: Promise<void> = Promise.resolve();
   private syncQueued = false;
+  private proposals = 0;
   private pinging = false;
   private stopped = false;
   private config: Config;
@@ -175,9 +165,14 @@ export class Fleet implements FleetHooks {
    * checks, and applied here only once written. Refused (503 fleet_unavailable) when the store cannot
    * confirm it in time; 409 conflict when the rollout changed under it.
    */
-  propose(p: Proposal): Promise<void> {
+  get proposing(): boolean {
+    return this.proposals > 0;
+  }
+
+  propose<T>(p: Proposal<T>): Promise<T> {
     if (!this.mayMoveTowardNew()) return Promise.reject(unavailable(p.action));
-    const run = this.queue.then(async () => {
+    this.proposals++;
+    const run = this.queue.then(async (): Promise<T> => {
       try {
         await this.sync();
       } catch (err) {
@@ -191,7 +186,12 @@ export class Fleet implements FleetHooks {
       let result: Awaited<ReturnType<RedisLink['write']>>;
       try {
         const deadline = await this.link.deadline(this.config.fleet.commandTimeoutMs);
-        result = await this.link.write(this.keys(), seen, { state: next, epoch: seen.epoch, provisional: false }, deadline);
+        result = await this.link.write(
+          this.keys(),
+          seen,
+          { state: next, epoch: seen.epoch, provisional: false },
+          deadline,
+        );
       } catch (err) {
         this.failed(`${p.action} not confirmed`, err as Error);
         throw unavailable(p.action);
@@ -204,11 +204,16 @@ export class Fleet implements FleetHooks {
         this.schedule('store moved under a change toward new');
         throw conflict(p.action);
       }
-      p.apply({ ...next, fleet_version: next.version, fleet_epoch: seen.epoch });
+      const outcome = p.apply({ ...next, fleet_version: next.version, fleet_epoch: seen.epoch });
       this.synced({ version: next.version, epoch: seen.epoch, provisional: false, state: next }, []);
+      return outcome;
     });
-    this.queue = run.catch(() => {});
-    return run;
+    const done = run.finally(() => this.proposals--);
+    this.queue = done.then(
+      () => {},
+      () => {},
+    );
+    return done;
   }
 
   /** Windows the guard judges: the fleet's merge while this sidecar leads and the merge is fresh. */
@@ -244,9 +249,12 @@ export class Fleet implements FleetHooks {
 
   /** Routing through the fleet: while awaiting its first sync, legacy only (keys pinned to new included). */
   serveTable(table: RoutingTable): void {
-    if (!this.awaiting) return this.o.serve(table);
+    if (!this.awaiting) {
+      this.o.serve?.(table);
+      return;
+    }
     const overrides = [...table.overrides].filter(([, side]) => side === 'legacy');
-    this.o.serve(makeTable({ ...table, weightBp: 0, overrides }));
+    this.o.serve?.(makeTable({ ...table, weightBp: 0, overrides }));
   }
 
   status(): FleetStatus {
@@ -346,7 +354,12 @@ export class Fleet implements FleetHooks {
       }
       const expected = remote ? { version: remote.version, epoch: remote.epoch } : { version: 0, epoch: '' };
       if ((await this.link.write(this.keys(), expected, plan)) !== 'written') continue;
-      const record: StoreRecord = { version: plan.state.version, epoch: plan.epoch, provisional: plan.provisional, state: plan.state };
+      const record: StoreRecord = {
+        version: plan.state.version,
+        epoch: plan.epoch,
+        provisional: plan.provisional,
+        state: plan.state,
+      };
       this.wrote(plan, record, remote);
       if (plan.provisional) {
         // Seeded from config alone: nobody serves it until confirmed (invariant 3), this sidecar included.
@@ -382,7 +395,10 @@ export class Fleet implements FleetHooks {
     if (this.awaiting) {
       this.awaiting = false;
       this.serveTable(this.o.controller.table);
-      this.o.logger.info({ member: this.memberId, version: record.version }, 'fleet: first sync; serving the fleet state');
+      this.o.logger.info(
+        { member: this.memberId, version: record.version },
+        'fleet: first sync; serving the fleet state',
+      );
     }
     if (!this.connected) {
       this.connected = true;
@@ -408,7 +424,13 @@ export class Fleet implements FleetHooks {
             : `store empty (this sidecar had seen ${this.seen?.epoch} v${this.seen?.version}): re-seeded with this sidecar's state`;
     const level = plan.why === 'reseed' ? 'warn' : 'info';
     this.o.logger[level](
-      { member: this.memberId, state: record.state.state, weight_percent: record.state.weight_bp / 100, epoch: record.epoch, version: record.version },
+      {
+        member: this.memberId,
+        state: record.state.state,
+        weight_percent: record.state.weight_bp / 100,
+        epoch: record.epoch,
+        version: record.version,
+      },
       `fleet: ${reason}`,
     );
     this.auditEntry(`fleet_${plan.why}`, reason, record.state, { epoch: record.epoch, version: record.version });
@@ -526,7 +548,10 @@ function unavailable(action: string): VeerError {
 }
 
 function conflict(action: string): VeerError {
-  return new VeerError('conflict', `${action} refused: the rollout changed in the fleet meanwhile; nothing changed, look and retry`);
+  return new VeerError(
+    'conflict',
+    `${action} refused: the rollout changed in the fleet meanwhile; nothing changed, look and retry`,
+  );
 }
 
 function redact(url: string): string {

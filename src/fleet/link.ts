@@ -105,7 +105,7 @@ export class RedisLink {
   async ping(): Promise<void> {
     const t0 = Date.now();
     const [[sec, usec]] = await Promise.all([
-      this.commands.time() as Promise<[string, string]>,
+      this.commands.time() as unknown as Promise<[string, string]>,
       this.subscriber.ping(),
     ]);
     const t1 = Date.now();

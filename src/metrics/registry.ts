@@ -407,6 +407,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'veer_shadow_rule_status',
       help: 'Last evaluation of each SLO rule on the shadow against legacy: 1 pass, 0 inconclusive, -1 breach.',
       labelNames: ['rule'] as const,
+    fleetConnected: new Gauge({
+      name: 'veer_fleet_connected',
+      help: '1 while this sidecar is in sync with the fleet store (Redis answers within fleet.command_timeout), else 0.',
+      registers,
+    }),
+    fleetPendingChanges: new Gauge({
+      name: 'veer_fleet_pending_changes',
+      help: 'Local changes toward legacy applied here and not yet in the fleet store.',
       registers,
     }),
     fleetStateVersion: new Gauge({

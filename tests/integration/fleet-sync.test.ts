@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet/fleet.js';
-import { Controller } from '../../src/guard/controller.js';
+import { Controller, settledOutcome } from '../../src/guard/controller.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import { AuditLog } from '../../src/state/audit.js';
@@ -14,7 +14,13 @@ import { requireProgram } from '../helpers/programs.js';
 import { RedisRelay, startRedis, stopRedis } from '../helpers/redis.js';
 import { deepMerge, mustBuild, rawConfig, silentLogger, stateFiles, unusedPort, waitFor } from '../helpers/stack.js';
 
-const FLEET = { enabled: true, publish_interval: '200ms', lease_ttl: '1s', resync_interval: '500ms' };
+const FLEET = {
+  enabled: true,
+  publish_interval: '200ms',
+  lease_ttl: '1s',
+  resync_interval: '500ms',
+  seed_hold: '200ms',
+};
 
 /** One sidecar's controller and fleet link, in process (no proxy), on its own state files. */
 function sidecar(redisPort: number, extra: Record<string, unknown> = {}, files = stateFiles()) {
@@ -165,9 +171,11 @@ describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
     relay.delayMs = 200;
     const sync = a.fleet.flush();
     await new Promise((r) => setTimeout(r, 50));
-    a.controller.resume('admin:oncall', 'drill over');
+    // A change toward new: it waits for the store's confirmation, behind the sync in flight.
+    const resumed = a.controller.resume('admin:oncall', 'drill over');
     await sync;
     relay.delayMs = 0;
+    expect(await settledOutcome(resumed)).toMatchObject({ applied: true });
     await a.fleet.flush();
     await waitFor(() => b.controller.snapshot.state === 'promoted' || b.controller.snapshot.state === 'progressing');
     expect(a.controller.snapshot.state).not.toBe('killed');
