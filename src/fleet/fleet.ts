@@ -9,7 +9,7 @@ import type { WindowView } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
 import type { Clock, WindowSnapshot } from '../measure/window.js';
 import type { Metrics } from '../metrics/registry.js';
-import { makeTable, type RoutingTable } from '../routing/table.js';
+import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
 import { RedisLink } from './link.js';
@@ -60,6 +60,8 @@ export class Fleet implements FleetHooks {
   /** The store position this sidecar last reconciled with. */
   private seen: Seen | undefined;
   private lastSyncAt: number | undefined;
+  /** When this sidecar last stopped being in sync (or started without being), for the disconnected gauge. */
+  private outSince: number;
   /** A provisional store this sidecar is waiting on, and since when (local clock). */
   private provisional: { epoch: string; since: number } | undefined;
   private merged: { at: number; view: Record<UpstreamName, WindowView>; members: number } | undefined;
@@ -83,6 +85,8 @@ export class Fleet implements FleetHooks {
     // Invariant 3 (reconcile.ts): a sidecar that knows only its config serves legacy until it has synced.
     this.awaiting = o.config.fleet.startWithoutStore === 'awaiting' && knowledgeOf(local, []) === 'none';
     this.serveTable(o.controller.table);
+    this.outSince = Date.now();
+    o.metrics.live.fleetDisconnectedSeconds = () => (this.connected ? 0 : (Date.now() - this.outSince) / 1000);
     this.link = new RedisLink(o.config.fleet);
     for (const [name, client] of [
       ['store', this.link.commands],
@@ -253,8 +257,9 @@ export class Fleet implements FleetHooks {
       this.o.serve?.(table);
       return;
     }
-    const overrides = [...table.overrides].filter(([, side]) => side === 'legacy');
-    this.o.serve?.(makeTable({ ...table, weightBp: 0, overrides }));
+    // Weight 0, no segment, no shadow copy, only keys pinned to legacy: nothing reaches new.
+    const overrides = new Map([...table.overrides].filter(([, side]) => side === 'legacy'));
+    this.o.serve?.(Object.freeze({ ...table, weightBp: 0, overrides, segments: [], shadowBp: 0 }));
   }
 
   status(): FleetStatus {
@@ -314,6 +319,7 @@ export class Fleet implements FleetHooks {
     if (!this.connected && !wasLeader) return;
     this.connected = false;
     this.leader = false;
+    this.outSince = Date.now();
     this.o.metrics.fleetLeader.set(0);
     this.o.metrics.fleetConnected.set(0);
     this.o.logger.warn(

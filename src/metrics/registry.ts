@@ -26,6 +26,8 @@ export interface LiveReadings {
   >;
   connections?: () => Record<string, number>;
   weightRatio?: () => number;
+  /** Fleet mode: seconds since this sidecar lost the fleet store (0 while in sync). */
+  fleetDisconnectedSeconds?: () => number;
   /** Requests per segment and side since start (routing.segments). */
   segments?: () => ReadonlyMap<string, PerUpstream>;
   shadowRatio?: () => number;
@@ -407,10 +409,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'veer_shadow_rule_status',
       help: 'Last evaluation of each SLO rule on the shadow against legacy: 1 pass, 0 inconclusive, -1 breach.',
       labelNames: ['rule'] as const,
+      registers,
+    }),
     fleetConnected: new Gauge({
       name: 'veer_fleet_connected',
       help: '1 while this sidecar is in sync with the fleet store (Redis answers within fleet.command_timeout), else 0.',
       registers,
+    }),
+    fleetDisconnected: new Gauge({
+      name: 'veer_fleet_disconnected_seconds',
+      help: 'Seconds since this sidecar last was in sync with the fleet store (0 while in sync, and outside fleet mode).',
+      registers,
+      collect() {
+        this.set(live.fleetDisconnectedSeconds?.() ?? 0);
+      },
     }),
     fleetPendingChanges: new Gauge({
       name: 'veer_fleet_pending_changes',
