@@ -143,7 +143,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
     expect(config.out).toContain('1 rule files found');
     const checked = await promtool('check', 'rules', RULES);
     expect(checked.code, checked.out).toBe(0);
-    expect(checked.out).toContain('11 rules found');
+    expect(checked.out).toContain('12 rules found');
   });
 
   it('passes the alert unit tests (promtool test rules)', async () => {
@@ -182,6 +182,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
       ['veer_slo_rule_threshold_seconds{metric="ttfb_p95"}', 'veer_slo_rule_threshold_seconds{metric="ttfb_p99"}'],
       ['state="killed"', 'state="kill"'],
       ['for: 1m', 'for: 5m'],
+      ['(veer_fleet_disconnected_seconds) > 60', '(veer_fleet_disconnected_seconds) > 600'],
     ];
     for (const [from, to] of mutations) {
       const dir = mkdtempSync(join(tmpdir(), 'veer-rules-'));
