@@ -3,7 +3,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config, UpstreamName } from '../config/types.js';
-import { VeerError } from '../errors.js';
 import type { Controller, FleetHooks, LocalChange, Proposal } from '../guard/controller.js';
 import type { WindowView } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
@@ -12,9 +11,12 @@ import type { Metrics } from '../metrics/registry.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
+import { Judge } from './judge.js';
 import { RedisLink } from './link.js';
-import { mergeWindows, toWire, type WindowWire } from './merge.js';
-import { knowledgeOf, type Plan, reconcile, type Seen, type StoreRecord, sameContent } from './reconcile.js';
+import { knowledgeOf, reconcile, type Seen, type StoreRecord, sameContent } from './reconcile.js';
+import { conflict, FleetReport, type FleetStatus, redact, unavailable } from './report.js';
+
+export type { FleetLinkState, FleetStatus } from './report.js';
 
 export interface FleetOptions {
   config: Config;
@@ -31,29 +33,12 @@ export interface FleetOptions {
   memberId?: string;
 }
 
-export type FleetLinkState = 'awaiting_fleet' | 'connected' | 'disconnected';
-
-/** What /api/status, `veer status` and the dashboard show of the fleet. */
-export interface FleetStatus {
-  state: FleetLinkState;
-  connected: boolean;
-  member: string;
-  /** The lease holder as last seen (null when unknown), and whether it is this sidecar. */
-  leader: string | null;
-  is_leader: boolean;
-  version: number | null;
-  last_sync: string | null;
-  pending_changes: number;
-}
-
 export class Fleet implements FleetHooks {
   readonly memberId: string;
   /** Redis is reachable and this sidecar's state has been reconciled with a confirmed fleet state. */
   connected = false;
-  leader = false;
   /** Serving legacy only: no state file, no sync yet (fleet.start_without_store: awaiting). */
   awaiting: boolean;
-  private leaderId: string | null = null;
   private readonly link: RedisLink;
   /** Local changes toward legacy not yet in Redis (made while it was unreachable, or on their way). */
   private pending: LocalChange[] = [];
@@ -64,10 +49,13 @@ export class Fleet implements FleetHooks {
   private outSince: number;
   /** A provisional store this sidecar is waiting on, and since when (local clock). */
   private provisional: { epoch: string; since: number } | undefined;
-  private merged: { at: number; view: Record<UpstreamName, WindowView>; members: number } | undefined;
+  private readonly judge: Judge;
+  private readonly report: FleetReport;
   private timers: NodeJS.Timeout[] = [];
   private queue: Promise<void> = Promise.resolve();
   private syncQueued = false;
+  /** A change toward new answered 503 whose write timed out: it may be in the store all the same. */
+  private unconfirmed: { epoch: string; prev: PersistedState; next: PersistedState } | undefined;
   private proposals = 0;
   private pinging = false;
   private stopped = false;
@@ -88,6 +76,25 @@ export class Fleet implements FleetHooks {
     this.outSince = Date.now();
     o.metrics.live.fleetDisconnectedSeconds = () => (this.connected ? 0 : (Date.now() - this.outSince) / 1000);
     this.link = new RedisLink(o.config.fleet);
+    this.report = new FleetReport({
+      memberId: this.memberId,
+      logger: o.logger,
+      clock: o.clock,
+      audit: o.audit,
+      seedHoldMs: () => this.config.fleet.seedHoldMs,
+    });
+    this.judge = new Judge({
+      link: this.link,
+      memberId: this.memberId,
+      metrics: o.metrics,
+      logger: o.logger,
+      clock: o.clock,
+      fleet: () => this.config.fleet,
+      key: (name) => this.key(name),
+      localWindows: o.localWindows,
+      connected: () => this.connected,
+      failed: (what, err) => this.failed(what, err),
+    });
     for (const [name, client] of [
       ['store', this.link.commands],
       ['subscriber', this.link.subscriber],
@@ -115,8 +122,8 @@ export class Fleet implements FleetHooks {
   /** Connects and reconciles once, for at most `fleet.connect_timeout`: the proxy listens after it whatever Redis does. */
   async start(): Promise<void> {
     const f = this.config.fleet;
-    this.timers.push(setInterval(() => this.publishWindow(), f.publishIntervalMs));
-    this.timers.push(setInterval(() => this.holdLease(), Math.max(100, Math.floor(f.leaseTtlMs / 3))));
+    this.timers.push(setInterval(() => this.judge.publish(), f.publishIntervalMs));
+    this.timers.push(setInterval(() => this.judge.hold(), Math.max(100, Math.floor(f.leaseTtlMs / 3))));
     this.timers.push(setInterval(() => this.schedule('resync'), f.resyncIntervalMs));
     this.timers.push(setInterval(() => this.health(), f.healthIntervalMs));
     for (const t of this.timers) t.unref();
@@ -142,12 +149,16 @@ export class Fleet implements FleetHooks {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    if (this.leader) await this.link.release(this.key('lease'), this.memberId).catch(() => {});
-    this.leader = false;
+    await this.judge.release();
     this.link.disconnect();
   }
 
   // ---- FleetHooks ----
+
+  /** This sidecar holds the lease and judges the fleet. */
+  get leader(): boolean {
+    return this.judge.leader;
+  }
 
   mayAct(): boolean {
     // Connected: only the lease holder judges, on fleet-wide data. Cut off: the local guard protects alone.
@@ -197,6 +208,9 @@ export class Fleet implements FleetHooks {
           deadline,
         );
       } catch (err) {
+        // Redis may have run it before its deadline with the answer still on its way: the next read on
+        // this connection (Redis answers in order) tells, and sync() takes it back if it is there.
+        this.unconfirmed = { epoch: seen.epoch, prev: c.snapshot, next };
         this.failed(`${p.action} not confirmed`, err as Error);
         throw unavailable(p.action);
       }
@@ -222,9 +236,7 @@ export class Fleet implements FleetHooks {
 
   /** Windows the guard judges: the fleet's merge while this sidecar leads and the merge is fresh. */
   evaluationWindows(): Record<UpstreamName, WindowView> | undefined {
-    if (!this.connected || !this.leader || !this.merged) return undefined;
-    if (this.o.clock() - this.merged.at > 3 * this.config.fleet.publishIntervalMs) return undefined;
-    return this.merged.view;
+    return this.connected ? this.judge.windows() : undefined;
   }
 
   /** Resolves once every change made so far has been reconciled with Redis (or failed to). */
@@ -267,7 +279,7 @@ export class Fleet implements FleetHooks {
       state: this.awaiting ? 'awaiting_fleet' : this.connected ? 'connected' : 'disconnected',
       connected: this.connected,
       member: this.memberId,
-      leader: this.leaderId,
+      leader: this.judge.holder,
       is_leader: this.leader,
       version: this.seen?.version ?? null,
       last_sync: this.lastSyncAt === undefined ? null : new Date(this.lastSyncAt).toISOString(),
@@ -318,9 +330,8 @@ export class Fleet implements FleetHooks {
     const wasLeader = this.leader;
     if (!this.connected && !wasLeader) return;
     this.connected = false;
-    this.leader = false;
+    this.judge.drop();
     this.outSince = Date.now();
-    this.o.metrics.fleetLeader.set(0);
     this.o.metrics.fleetConnected.set(0);
     this.o.logger.warn(
       { member: this.memberId, why, was_leader: wasLeader },
@@ -333,6 +344,7 @@ export class Fleet implements FleetHooks {
     const c = this.o.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
       const remote = await this.link.read(this.key('state'));
+      if (await this.takeBackUnconfirmed(remote)) continue;
       // Taken after the read: a change made while Redis answered is part of what is decided here. A copy,
       // so that what is handled is exactly what was decided on.
       const local = c.snapshot;
@@ -355,7 +367,7 @@ export class Fleet implements FleetHooks {
         if (!sameContent(local, plan.record.state) || local.version !== plan.record.version) {
           c.adopt(stateOf(plan.record));
         }
-        this.dropped(plan.dropped, plan.record);
+        this.report.dropped(plan.dropped, plan.record);
         return this.synced(plan.record, pending);
       }
       const expected = remote ? { version: remote.version, epoch: remote.epoch } : { version: 0, epoch: '' };
@@ -366,7 +378,7 @@ export class Fleet implements FleetHooks {
         provisional: plan.provisional,
         state: plan.state,
       };
-      this.wrote(plan, record, remote);
+      this.report.wrote(plan, record, remote, this.seen);
       if (plan.provisional) {
         // Seeded from config alone: nobody serves it until confirmed (invariant 3), this sidecar included.
         this.provisional = { epoch: plan.epoch, since: now };
@@ -380,10 +392,42 @@ export class Fleet implements FleetHooks {
         // of it (they are all moves toward legacy), and sent with the next sync.
         for (const p of late) c.reapply(p);
       }
-      this.dropped(plan.dropped, record);
+      this.report.dropped(plan.dropped, record);
       return this.synced(record, pending);
     }
     throw new Error('state kept changing under five compare-and-set attempts');
+  }
+
+  /**
+   * A change toward new that was answered 503 but reached the store after all (its answer came back after
+   * the command timeout) is put back to what the store held before: the operator was told nothing changed.
+   */
+  private async takeBackUnconfirmed(remote: StoreRecord | undefined): Promise<boolean> {
+    const u = this.unconfirmed;
+    this.unconfirmed = undefined;
+    if (!u || !remote || remote.epoch !== u.epoch || remote.version !== u.next.version) return false;
+    const landed = remote.state.last_change;
+    if (!landed || JSON.stringify(landed) !== JSON.stringify(u.next.last_change)) return false;
+    const back: PersistedState = {
+      ...u.prev,
+      version: remote.version + 1,
+      last_change: {
+        time: new Date(this.o.clock()).toISOString(),
+        actor: 'fleet',
+        action: 'unconfirmed_taken_back',
+        reason: `${landed.action} by ${landed.actor} was answered 503 but reached the store late; taken back`,
+      },
+    };
+    const written = await this.link.write(this.keys(), remote, {
+      state: back,
+      epoch: remote.epoch,
+      provisional: false,
+    });
+    if (written === 'written') {
+      this.o.logger.warn({ member: this.memberId, action: landed.action }, `fleet: ${back.last_change!.reason}`);
+      this.report.audit('fleet_unconfirmed_taken_back', back.last_change!.reason, back, { version: back.version });
+    }
+    return true;
   }
 
   private handled(pending: LocalChange[]): void {
@@ -411,64 +455,7 @@ export class Fleet implements FleetHooks {
       this.o.metrics.fleetConnected.set(1);
       this.o.logger.info({ member: this.memberId, version: record.version }, 'fleet: in sync with the shared state');
       // At once, not at the next lease tick: between now and an answer, only the lease holder judges.
-      void this.holdLease();
-    }
-  }
-
-  /** Store resets and merges that replaced or dropped something are audited and logged at warn. */
-  private wrote(plan: Extract<Plan, { kind: 'write' }>, record: StoreRecord, remote: StoreRecord | undefined): void {
-    if (plan.why !== 'reseed' && plan.why !== 'seed' && plan.why !== 'confirm_seed') return;
-    const reason =
-      plan.why === 'confirm_seed'
-        ? `store seeded from config confirmed after ${this.config.fleet.seedHoldMs} ms without a sidecar that remembers the fleet`
-        : plan.why === 'seed'
-          ? plan.provisional
-            ? 'empty store seeded provisionally from config (served once confirmed)'
-            : 'empty store seeded with this sidecar state'
-          : remote
-            ? `store reset (epoch ${remote.epoch} v${remote.version}${remote.provisional ? ', provisional' : ''}; this sidecar had seen ${this.seen ? `${this.seen.epoch} v${this.seen.version}` : 'none'}): re-seeded with this sidecar's state, stops carried over`
-            : `store empty (this sidecar had seen ${this.seen?.epoch} v${this.seen?.version}): re-seeded with this sidecar's state`;
-    const level = plan.why === 'reseed' ? 'warn' : 'info';
-    this.o.logger[level](
-      {
-        member: this.memberId,
-        state: record.state.state,
-        weight_percent: record.state.weight_bp / 100,
-        epoch: record.epoch,
-        version: record.version,
-      },
-      `fleet: ${reason}`,
-    );
-    this.auditEntry(`fleet_${plan.why}`, reason, record.state, { epoch: record.epoch, version: record.version });
-  }
-
-  private dropped(actions: string[], record: StoreRecord): void {
-    if (actions.length === 0) return;
-    const reason = `another sidecar changed the rollout at the same time; its state wins over: ${actions.join(', ')}`;
-    this.o.logger.warn({ member: this.memberId, dropped: actions, fleet_version: record.version }, `fleet: ${reason}`);
-    this.auditEntry('fleet_merge_dropped', reason, record.state, { dropped: actions, version: record.version });
-  }
-
-  private auditEntry(action: string, reason: string, after: PersistedState, detail: Record<string, unknown>): void {
-    try {
-      this.o.audit?.append({
-        time: new Date(this.o.clock()).toISOString(),
-        actor: 'fleet',
-        action,
-        reason,
-        rollout_id: after.rollout_id,
-        before: null,
-        after: {
-          rollout_id: after.rollout_id,
-          state: after.state,
-          weight_percent: after.weight_bp / 100,
-          latched: after.latched,
-          kill_reason: after.kill_reason,
-        },
-        detail,
-      });
-    } catch (err) {
-      this.o.logger.error({ err: (err as Error).message, action }, 'audit log not writable');
+      void this.judge.hold();
     }
   }
 
@@ -487,85 +474,8 @@ export class Fleet implements FleetHooks {
       this.pinging = false;
     }
   }
-
-  private async publishWindow(): Promise<void> {
-    if (!this.link.ready) return;
-    const now = this.o.clock();
-    const ttl = 3 * this.config.fleet.publishIntervalMs;
-    const own = toWire(this.memberId, now, this.o.localWindows());
-    try {
-      const r = await this.link.commands
-        .multi()
-        .set(this.key(`window:${this.memberId}`), JSON.stringify(own), 'PX', ttl)
-        .zadd(this.key('members'), now, this.memberId)
-        .zremrangebyscore(this.key('members'), '-inf', now - ttl)
-        .zrange(this.key('members'), '0', '-1')
-        .exec();
-      const members = (r?.[3]?.[1] as string[] | undefined) ?? [this.memberId];
-      this.o.metrics.fleetMembers.set(members.length);
-      if (!this.leader) return;
-      const others = members.filter((m) => m !== this.memberId);
-      const raw = others.length ? await this.link.commands.mget(others.map((m) => this.key(`window:${m}`))) : [];
-      const wires: WindowWire[] = [own];
-      for (const text of raw) if (text) wires.push(JSON.parse(text) as WindowWire);
-      this.merged = { at: now, view: mergeWindows(wires), members: wires.length };
-    } catch (err) {
-      this.failed('window publish', err as Error);
-    }
-  }
-
-  /**
-   * Takes or renews the lease. The call carries a deadline Redis checks, so a call that waited in a hung
-   * Redis past it does nothing (no lease held by a sidecar that thinks it has none); a holder whose answer
-   * was lost finds itself holder on its next call and judges again.
-   */
-  private async holdLease(): Promise<void> {
-    if (this.stopped || !this.link.ready || !this.connected) return;
-    const was = this.leader;
-    try {
-      const deadline = await this.link.deadline(this.config.fleet.commandTimeoutMs);
-      const holder = await this.link.lease(this.key('lease'), this.memberId, this.config.fleet.leaseTtlMs, deadline);
-      if (holder === '' && !was) return this.lost('lease call reached Redis after its deadline');
-      this.leaderId = holder || null;
-      this.leader = this.connected && holder === this.memberId;
-    } catch (err) {
-      return this.failed('lease', err as Error);
-    }
-    this.o.metrics.fleetLeader.set(this.leader ? 1 : 0);
-    if (this.leader === was) return;
-    if (this.leader) {
-      this.o.logger.info({ member: this.memberId }, 'fleet: took the lease; judging the fleet');
-      void this.publishWindow();
-    } else {
-      this.o.logger.warn({ member: this.memberId, holder: this.leaderId }, 'fleet: lost the lease');
-    }
-  }
 }
 
 function stateOf(record: StoreRecord): PersistedState {
   return { ...record.state, version: record.version, fleet_epoch: record.epoch };
-}
-
-function unavailable(action: string): VeerError {
-  return new VeerError(
-    'fleet_unavailable',
-    `${action} refused: the fleet store did not confirm it in time, and nothing moves traffic toward new on unconfirmed state; kill and rollback still work`,
-  );
-}
-
-function conflict(action: string): VeerError {
-  return new VeerError(
-    'conflict',
-    `${action} refused: the rollout changed in the fleet meanwhile; nothing changed, look and retry`,
-  );
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'invalid url';
-  }
 }
