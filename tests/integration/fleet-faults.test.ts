@@ -236,6 +236,15 @@ describe('fleet mode under redis faults', () => {
     );
     expect(longestGap).toBeLessThan(300);
     expect(await leaders()).toHaveLength(1);
+    // Every sidecar's status names the same judge, a store version and a last sync.
+    const fleets = (await Promise.all(members.map((m) => r.status(m)))).map((s) => s.fleet);
+    const judge = fleets.find((f) => f.is_leader);
+    expect(judge).toBeDefined();
+    for (const f of fleets) {
+      expect(f).toMatchObject({ state: 'connected', connected: true, leader: judge.member, pending_changes: 0 });
+      expect(f.version).toBeGreaterThan(0);
+      expect(Date.parse(f.last_sync)).toBeGreaterThan(0);
+    }
     for (const m of members) r.load(m);
     const kill = await r.admin(members[0]!, 'POST', '/api/kill', { reason: 'drill' });
     expect(kill.body.fleet).toBe('confirmed');
