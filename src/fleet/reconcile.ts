@@ -6,8 +6,9 @@ import type { PersistedState } from '../state/store.js';
 /*
  * Fleet invariants (docs/fleet.md, "Invariants"). Redis is a cache of the fleet's decisions, never the
  * authority that can move traffic toward new by forgetting:
- * 1. A sidecar never adopts a store state older than one it has seen: a store that is empty, or was
- *    re-seeded since (another epoch), is a reset, and the sidecar re-seeds its own state onto it.
+ * 1. A sidecar never adopts a store state older than one it has seen: a store that is empty, was
+ *    re-seeded since (another epoch), or is behind the version it saw, is a reset, and the sidecar
+ *    re-seeds its own state onto it.
  * 2. An empty or reset store is re-seeded with the safest state known: the re-seeding sidecar's own
  *    state, with every stop (kill, rollback, latch) of the store's carried onto it (kill wins).
  * 3. A sidecar that has never synced and knows only its config seeds an empty store *provisionally*:
@@ -82,6 +83,19 @@ export function reconcile(input: ReconcileInput): Plan {
       provisional,
       epoch: newEpoch(input.now),
       why: seen ? 'reseed' : 'seed',
+      dropped: [],
+    };
+  }
+  if (seen && remote.epoch === seen.epoch && remote.version < seen.version) {
+    // Invariant 1 within an epoch: a store behind what we saw (a lagging replica promoted, a restore from an
+    // old snapshot) is a reset too; numbered past what we saw, so no sidecar takes it for older.
+    const next = carryStops(remote.state, local);
+    return {
+      kind: 'write',
+      state: { ...next, version: seen.version + 1 },
+      provisional: false,
+      epoch: remote.epoch,
+      why: 'reseed',
       dropped: [],
     };
   }

@@ -101,6 +101,18 @@ describe('fleet reconciliation', () => {
     expect(plan).toMatchObject({ kind: 'write', why: 'reseed', epoch: 'e2', state: { state: 'killed', version: 2 } });
   });
 
+  it('treats a store behind the version it saw (a lagging replica promoted) as a reset, not as news', () => {
+    const plan = reconcile(
+      input({
+        local: { ...killed(), version: 40 },
+        seen: { epoch: 'e1', version: 40 },
+        remote: store(base, 35, 'e1'),
+        knowledge: 'fleet',
+      }),
+    );
+    expect(plan).toMatchObject({ kind: 'write', why: 'reseed', epoch: 'e1', state: { state: 'killed', version: 41 } });
+  });
+
   it('keeps the stops of both when two sidecars that remember the fleet re-seed it: kill over rollback', () => {
     const plan = reconcile(
       input({
