@@ -190,8 +190,8 @@ export class Veer {
   static async start(options: VeerOptions): Promise<Veer> {
     const veer = new Veer(options);
     try {
-      // Reconcile with the fleet before serving (bounded by Redis' connect timeout; without Redis the
-      // last-known local state serves).
+      // Reconcile with the fleet before serving, for at most fleet.connect_timeout whatever Redis does;
+      // without it the state file's state serves, or legacy only when there is no state file.
       if (veer.fleet) await veer.fleet.start();
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
