@@ -163,7 +163,8 @@ describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
   });
 
   it('keeps an operator change made while a sync is waiting for redis, instead of pushing the state from before it', async () => {
-    const { a, b, relay } = await pair('change-during-sync');
+    // Replies held 200 ms: a command timeout well above it, so a loaded machine does not read it as a hang.
+    const { a, b, relay } = await pair('change-during-sync', { fleet: { command_timeout: '2s' } });
     b.controller.kill('admin:oncall', 'drill');
     await b.fleet.flush();
     await waitFor(() => a.controller.snapshot.state === 'killed');
