@@ -49,9 +49,15 @@ export class RedisRelay {
       const upstream = connect(this.target, '127.0.0.1');
       this.sockets.add(client).add(upstream);
       client.pipe(upstream);
+      // Replies keep their order when the delay changes while some are held (RESP has no ids to match them by).
+      let held = Promise.resolve();
       upstream.on('data', (d: Buffer) => {
-        if (this.delayMs === 0) client.write(d);
-        else setTimeout(() => client.writable && client.write(d), this.delayMs);
+        const due = Date.now() + this.delayMs;
+        held = held.then(async () => {
+          const wait = due - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (client.writable) client.write(d);
+        });
       });
       const end = () => {
         client.destroy();
