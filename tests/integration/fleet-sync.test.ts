@@ -183,6 +183,24 @@ describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
     expect((await shared('change-during-sync')).state).not.toBe('killed');
   });
 
+  it('takes back a change toward new answered 503 whose write reached the store, its answer late', async () => {
+    const { a, b, relay } = await pair('late-answer', { fleet: { command_timeout: '300ms' } });
+    // The compare-and-set runs in redis at once; its answer (:-1) comes back after the command timeout.
+    relay.holdReply = { match: (chunk) => chunk.includes(':-1\r\n'), holdMs: 500 };
+    const weight = a.controller.setWeight('admin:oncall', 5000, 'ramp');
+    await expect(settledOutcome(weight)).rejects.toMatchObject({ code: 'fleet_unavailable' });
+    relay.holdReply = undefined;
+    expect(a.controller.snapshot.weight_bp).toBe(2000);
+    await waitFor(() => a.fleet.connected, 5000);
+    await a.fleet.flush();
+    expect(await shared('late-answer')).toMatchObject({
+      weight_bp: 2000,
+      last_change: { action: 'unconfirmed_taken_back' },
+    });
+    await waitFor(() => b.controller.snapshot.weight_bp === 2000, 5000);
+    expect(a.controller.snapshot.weight_bp).toBe(2000);
+  });
+
   it('keeps kills reaching every sidecar within a publish after a reload to a new rollout id', async () => {
     const { a, b, options } = await pair('before-reload', { fleet: { resync_interval: '5s' } });
     for (const s of [a, b]) {
