@@ -151,7 +151,7 @@ export const ERROR_ROWS = [
     plane: 'admin',
     status: 503,
     code: 'fleet_unavailable',
-    when: 'in [fleet mode](fleet.md), a change toward new while the fleet store is unreachable (kill and rollback still work)',
+    when: 'in [fleet mode](fleet.md), a change toward new (weight up, promote, resume, overrides) that the fleet store did not confirm in time: Redis unreachable or hung, or the sidecar not yet synced (kill and rollback still work, answered `fleet: pending`)',
   },
 ] as const satisfies readonly ErrorRow[];
 

@@ -132,8 +132,10 @@ export class Veer {
       logger: this.logger,
       clock: this.clock,
       windows: () => this.fleet?.evaluationWindows() ?? this.localWindows(),
+      // In fleet mode the table goes through the fleet, which holds it on legacy until the first sync.
       swap: (table) => {
-        this.proxy.table = table;
+        if (this.fleet) this.fleet.serveTable(table);
+        else this.proxy.table = table;
       },
       queries: () => this.signals.queries(),
       observers: [this.signals.observer],
@@ -151,6 +153,10 @@ export class Veer {
           logger: this.logger,
           clock: this.clock,
           localWindows: () => this.localWindows(),
+          serve: (table) => {
+            this.proxy.table = table;
+          },
+          audit: this.audit,
         })
       : undefined;
     this.controller.attachFleet(this.fleet);
@@ -184,8 +190,8 @@ export class Veer {
   static async start(options: VeerOptions): Promise<Veer> {
     const veer = new Veer(options);
     try {
-      // Reconcile with the fleet before serving (bounded by Redis' connect timeout; without Redis the
-      // last-known local state serves).
+      // Reconcile with the fleet before serving, for at most fleet.connect_timeout whatever Redis does;
+      // without it the state file's state serves, or legacy only when there is no state file.
       if (veer.fleet) await veer.fleet.start();
       veer.proxyAddress = await veer.front.listen();
       if (veer.admin) veer.adminAddress = await veer.admin.listen();
@@ -229,7 +235,7 @@ export class Veer {
       auth: () => this.auth,
       clock: this.clock,
       reload: (actor, reason) => this.reload(actor, reason),
-      settle: () => this.fleet?.flush() ?? Promise.resolve(),
+      fleet: this.fleet,
       series: this.series,
       shadowInflight: () => this.shadow.inflight,
       segmentCounts: () => this.proxy.segmentCounts.bySegment,

@@ -77,10 +77,30 @@ export interface SegmentStatus {
   requests: { new: number; legacy: number };
 }
 
+/** Whether the fleet's store has a change (the `fleet` field of a rollout command's reply, fleet mode). */
+export type FleetAck = 'confirmed' | 'pending';
+
+/** This sidecar's link to the fleet (GET /api/status, fleet mode; null otherwise). */
+export interface FleetStatus {
+  /** awaiting_fleet: no state file and no sync yet, serving legacy only. */
+  state: 'awaiting_fleet' | 'connected' | 'disconnected';
+  connected: boolean;
+  member: string;
+  /** The lease holder (the judge) as last seen. */
+  leader: string | null;
+  is_leader: boolean;
+  /** The store version last reconciled with. */
+  version: number | null;
+  last_sync: string | null;
+  /** Changes toward legacy applied here and not yet in the store. */
+  pending_changes: number;
+}
+
 export interface Status {
   rollout: Rollout;
   shadow?: ShadowStatus;
   segments?: SegmentStatus[];
+  fleet?: FleetStatus | null;
   upstreams: { legacy: UpstreamStatus; new: UpstreamStatus };
   /** Only for a request with a valid token (read or operator). */
   overrides?: Overrides;

@@ -1,9 +1,10 @@
 // What the admin routes read and drive, and the shape of a route before and after authentication.
 
 import type { Config } from '../config/types.js';
-import { type ChangeOutcome, type Controller, notPersistedError } from '../guard/controller.js';
+import { type ChangeOutcome, type Controller, notPersistedError, settledOutcome } from '../guard/controller.js';
 import type { Recorder } from '../measure/recorder.js';
 import type { AuditLog } from '../state/audit.js';
+import type { FleetAck, FleetStatus } from './api-types.js';
 import type { AuthorizedHandler, Principal, TokenAuth } from './auth.js';
 import type { SeriesSampler } from './dashboard/series.js';
 
@@ -25,14 +26,20 @@ export interface AdminContext {
   clock: () => number;
   /** Re-reads the config file; throws ConfigError when it is invalid (the old config keeps serving). */
   reload: (actor: string, reason?: string) => Promise<ReloadOutcome>;
-  /** Waits until a change has reached the fleet's shared state (fleet mode); resolves at once otherwise. */
-  settle?: () => Promise<void>;
+  /** Fleet mode: the link to the fleet's store, as the routes read it. */
+  fleet?: FleetView;
   /** The dashboard's one-point-a-second history (GET /api/series). */
   series: SeriesSampler;
   /** Shadow copies open now. */
   shadowInflight?: () => number;
   /** Requests each segment routed since start, by side. */
   segmentCounts?: () => ReadonlyMap<string, { new: number; legacy: number }>;
+}
+
+export interface FleetView {
+  /** After a change toward legacy: waits briefly for the store; says whether it has every change made here. */
+  settle(): Promise<FleetAck>;
+  status(): FleetStatus;
 }
 
 /** A handler after authentication: `who` is the token's principal, undefined on an open read. */
@@ -60,4 +67,17 @@ export const actorOf = (who: Principal | undefined) => (who ? `admin:${who.name}
 export function throwIfNotPersisted(outcome: ChangeOutcome): void {
   const err = notPersistedError(outcome);
   if (err) throw err;
+}
+
+/**
+ * Waits for what a change needs before its answer. Fleet mode, a change toward new: the store's
+ * confirmation (a refusal, 503 fleet_unavailable or 409 conflict, is thrown with nothing applied); a change
+ * toward legacy, already in effect here: a short wait for the store. A change in effect but not on disk
+ * throws 503 state_not_persisted. Answers whether the fleet has it (undefined outside fleet mode).
+ */
+export async function settleChange(ctx: AdminContext, outcome: ChangeOutcome): Promise<FleetAck | undefined> {
+  const throughStore = 'confirmed' in outcome;
+  throwIfNotPersisted(await settledOutcome(outcome));
+  if (!ctx.fleet) return undefined;
+  return throughStore ? 'confirmed' : ctx.fleet.settle();
 }

@@ -170,6 +170,20 @@ export const serializeStatus = fastJson({
     },
     overrides,
     version: { type: 'string' },
+    fleet: {
+      type: 'object',
+      nullable: true,
+      properties: {
+        state: { type: 'string' },
+        connected: { type: 'boolean' },
+        member: { type: 'string' },
+        leader: nullableString,
+        is_leader: { type: 'boolean' },
+        version: { type: 'integer', nullable: true },
+        last_sync: nullableString,
+        pending_changes: { type: 'integer' },
+      },
+    },
     time: { type: 'string' },
   },
 });
@@ -179,7 +193,10 @@ export const serializeShadow = fastJson({
   properties: { rollout: rolloutSchema, shadow: shadowSchema },
 });
 
-export const serializeRollout = fastJson({ type: 'object', properties: { rollout: rolloutSchema } });
+export const serializeRollout = fastJson({
+  type: 'object',
+  properties: { rollout: rolloutSchema, fleet: { type: 'string' } },
+});
 
 export const serializeOverrides = fastJson(overrides);
 

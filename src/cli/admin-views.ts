@@ -3,6 +3,7 @@
 import type {
   Audit,
   AuditEntry,
+  FleetStatus,
   Overrides,
   ReloadReply,
   Rollout,
@@ -108,7 +109,7 @@ export function statusView(s: Status): string {
   ]);
   const overrides = s.overrides;
   return [
-    rolloutView(s.rollout),
+    rolloutView(s.rollout) + (s.fleet ? fleetView(s.fleet) : ''),
     `window TTFB over the last ${duration(s.slo.window_ms)}:`,
     table(['upstream', 'p50', 'p95', 'p99', 'errors', 'samples', 'in-flight', 'url'], [up('legacy'), up('new')]),
     '',
@@ -157,6 +158,22 @@ function segmentsView(segments: SegmentStatus[]): string {
     String(g.requests.legacy),
   ]);
   return `segments (first match wins):\n${table(['segment', 'routes to', 'new', 'legacy'], rows)}\n`;
+}
+
+/** Fleet mode: this sidecar's link to the store, the judge, and what it has not shared yet. */
+export function fleetView(f: FleetStatus): string {
+  const link =
+    f.state === 'awaiting_fleet'
+      ? 'AWAITING FIRST SYNC: serving legacy only until the fleet store answers'
+      : f.connected
+        ? 'connected'
+        : 'DISCONNECTED: serving the last known state; changes toward new are refused';
+  return pairs([
+    ['fleet', link],
+    ['leader', f.leader === null ? 'unknown' : f.is_leader ? `${f.leader} (this sidecar)` : f.leader],
+    ['fleet version', f.version === null ? 'none yet' : `v${f.version}, last sync ${f.last_sync ?? 'never'}`],
+    ['pending', f.pending_changes === 0 ? 'nothing' : `${f.pending_changes} local change(s) not yet in the store`],
+  ]);
 }
 
 export function overridesView(o: Overrides): string {

@@ -157,7 +157,14 @@ function reasonOf(values: Record<string, unknown>, required: boolean, synopsis: 
   return r === undefined || r.trim() === '' ? undefined : r;
 }
 
-const rollout = (body: unknown) => rolloutView((body as { rollout: Rollout }).rollout);
+const rollout = (body: unknown) => {
+  const reply = body as { rollout: Rollout; fleet?: string };
+  // Fleet mode: a change toward legacy applies here at once; `pending` says the other sidecars have not got it yet.
+  const fleet = reply.fleet
+    ? `fleet         ${reply.fleet === 'confirmed' ? 'confirmed (in the fleet store)' : 'PENDING: applied here, not yet in the fleet store (Redis unreachable); it goes out when Redis answers'}\n`
+    : '';
+  return rolloutView(reply.rollout) + fleet;
+};
 
 /** A command that changes the rollout and answers with it. */
 function rolloutCommand(

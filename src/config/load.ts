@@ -303,6 +303,12 @@ export function buildConfig(
   if (windowMs / slices < 100) problems.push('slo.window: must be at least 100ms per slice');
   const intervalMs = dur(slo.interval, 5000);
   if (intervalMs < 50) problems.push('slo.interval: must be at least 50ms');
+  const fleetRaw = raw.fleet ?? {};
+  if (dur(fleetRaw.health_interval, 500) > 1000)
+    problems.push('fleet.health_interval: must be at most 1s (a hung Redis must be seen within about a second)');
+  if (dur(fleetRaw.health_interval, 500) < 50) problems.push('fleet.health_interval: must be at least 50ms');
+  if (dur(fleetRaw.command_timeout, 500) < 50) problems.push('fleet.command_timeout: must be at least 50ms');
+  if (dur(fleetRaw.connect_timeout, 2000) < 100) problems.push('fleet.connect_timeout: must be at least 100ms');
 
   const admin = raw.admin ?? {};
   const adminHost: string = admin.host ?? '127.0.0.1';
@@ -459,6 +465,11 @@ export function buildConfig(
       publishIntervalMs: dur(fleet.publish_interval, 2000),
       leaseTtlMs: dur(fleet.lease_ttl, 5000),
       resyncIntervalMs: dur(fleet.resync_interval, 5000),
+      connectTimeoutMs: dur(fleet.connect_timeout, 2000),
+      commandTimeoutMs: dur(fleet.command_timeout, 500),
+      healthIntervalMs: dur(fleet.health_interval, 500),
+      seedHoldMs: dur(fleet.seed_hold, 10_000),
+      startWithoutStore: fleet.start_without_store ?? 'awaiting',
     },
   };
   return { ok: true, config };

@@ -243,5 +243,15 @@ export interface Config {
     publishIntervalMs: number;
     leaseTtlMs: number;
     resyncIntervalMs: number;
+    /** Start-up waits at most this long for Redis before the proxy listens (also ioredis' connectTimeout). */
+    connectTimeoutMs: number;
+    /** Every Redis command (both clients) fails after this long: a hung Redis is seen, not waited on. */
+    commandTimeoutMs: number;
+    /** How often each sidecar pings Redis (at most 1 s): a hang is seen within this plus commandTimeoutMs. */
+    healthIntervalMs: number;
+    /** How long a store seeded from config alone waits for a sidecar that remembers the fleet. */
+    seedHoldMs: number;
+    /** A sidecar with no state file and no store: `awaiting` serves legacy until its first sync; `config` serves the config. */
+    startWithoutStore: 'awaiting' | 'config';
   };
 }

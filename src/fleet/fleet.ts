@@ -2,15 +2,21 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis, type RedisOptions } from 'ioredis';
 import type { Config, UpstreamName } from '../config/types.js';
-import type { Controller, FleetHooks, LocalChange } from '../guard/controller.js';
+import type { Controller, FleetHooks, LocalChange, Proposal } from '../guard/controller.js';
 import type { WindowView } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
 import type { Clock, WindowSnapshot } from '../measure/window.js';
 import type { Metrics } from '../metrics/registry.js';
+import type { RoutingTable } from '../routing/table.js';
+import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
-import { mergeWindows, toWire, type WindowWire } from './merge.js';
+import { Judge } from './judge.js';
+import { RedisLink } from './link.js';
+import { knowledgeOf, reconcile, type Seen, type StoreRecord, sameContent } from './reconcile.js';
+import { conflict, FleetReport, type FleetStatus, redact, unavailable } from './report.js';
+
+export type { FleetLinkState, FleetStatus } from './report.js';
 
 export interface FleetOptions {
   config: Config;
@@ -20,46 +26,38 @@ export interface FleetOptions {
   clock: Clock;
   /** This sidecar's own windows, published every interval. */
   localWindows: () => Record<UpstreamName, WindowSnapshot>;
+  /** Puts a routing table on the request path (the controller's, or legacy-only while awaiting the fleet). */
+  serve?: (table: RoutingTable) => void;
+  /** Where store resets and dropped changes are audited. */
+  audit?: AuditLog;
   memberId?: string;
 }
 
-/** Writes the state only when the stored version is the one the writer last saw; publishes the new version. */
-const CAS = `
-local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if cur ~= tonumber(ARGV[1]) then return cur end
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'state', ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[2])
-return -1`;
-
-/** Extends the lease only for its holder. */
-const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`;
-
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-type FleetRedis = Redis & {
-  veerCas(state: string, channel: string, expected: number, version: number, json: string): Promise<number>;
-  veerRenew(lease: string, member: string, ttl: number): Promise<number>;
-  veerRelease(lease: string, member: string): Promise<number>;
-};
-
 export class Fleet implements FleetHooks {
   readonly memberId: string;
-  /** Redis is reachable and this sidecar's state has been reconciled with the fleet's. */
+  /** Redis is reachable and this sidecar's state has been reconciled with a confirmed fleet state. */
   connected = false;
-  leader = false;
-  private readonly redis: FleetRedis;
-  private readonly sub: Redis;
-  /** Local changes not yet in Redis (made while it was unreachable, or on their way). */
+  /** Serving legacy only: no state file, no sync yet (fleet.start_without_store: awaiting). */
+  awaiting: boolean;
+  private readonly link: RedisLink;
+  /** Local changes toward legacy not yet in Redis (made while it was unreachable, or on their way). */
   private pending: LocalChange[] = [];
-  /** The version this sidecar last saw stored in Redis. */
-  private syncedVersion = 0;
-  private merged: { at: number; view: Record<UpstreamName, WindowView>; members: number } | undefined;
+  /** The store position this sidecar last reconciled with. */
+  private seen: Seen | undefined;
+  private lastSyncAt: number | undefined;
+  /** When this sidecar last stopped being in sync (or started without being), for the disconnected gauge. */
+  private outSince: number;
+  /** A provisional store this sidecar is waiting on, and since when (local clock). */
+  private provisional: { epoch: string; since: number } | undefined;
+  private readonly judge: Judge;
+  private readonly report: FleetReport;
   private timers: NodeJS.Timeout[] = [];
   private queue: Promise<void> = Promise.resolve();
+  private syncQueued = false;
+  /** A change toward new answered 503 whose write timed out: it may be in the store all the same. */
+  private unconfirmed: { epoch: string; prev: PersistedState; next: PersistedState } | undefined;
+  private proposals = 0;
+  private pinging = false;
   private stopped = false;
   private config: Config;
   /** The changes channel the subscriber listens on (it names the rollout id). */
@@ -68,44 +66,52 @@ export class Fleet implements FleetHooks {
 
   constructor(private readonly o: FleetOptions) {
     this.config = o.config;
-    this.rolloutId = o.controller.snapshot.rollout_id;
+    const local = o.controller.snapshot;
+    this.rolloutId = local.rollout_id;
     this.memberId = o.memberId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-    const f = o.config.fleet;
-    const url = new URL(f.redisUrl);
-    const options: RedisOptions = {
-      lazyConnect: true,
-      // Fail fast while Redis is away: the proxy never waits on it, and the guard falls back to local data.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 1000,
-      commandTimeout: 1000,
-      retryStrategy: (times) => Math.min(100 * times, 1000),
-      username: f.usernameEnv ? process.env[f.usernameEnv] : undefined,
-      password: f.passwordEnv ? process.env[f.passwordEnv] : undefined,
-      tls: url.protocol === 'rediss:' ? { rejectUnauthorized: !f.tlsInsecure } : undefined,
-    };
-    this.redis = new Redis(f.redisUrl, options) as FleetRedis;
-    this.redis.defineCommand('veerCas', { numberOfKeys: 2, lua: CAS });
-    this.redis.defineCommand('veerRenew', { numberOfKeys: 1, lua: RENEW });
-    this.redis.defineCommand('veerRelease', { numberOfKeys: 1, lua: RELEASE });
-    this.sub = new Redis(f.redisUrl, { ...options, commandTimeout: undefined });
+    if (local.fleet_version !== undefined) this.seen = { epoch: local.fleet_epoch ?? '', version: local.fleet_version };
+    // Invariant 3 (reconcile.ts): a sidecar that knows only its config serves legacy until it has synced.
+    this.awaiting = o.config.fleet.startWithoutStore === 'awaiting' && knowledgeOf(local, []) === 'none';
+    this.serveTable(o.controller.table);
+    this.outSince = Date.now();
+    o.metrics.live.fleetDisconnectedSeconds = () => (this.connected ? 0 : (Date.now() - this.outSince) / 1000);
+    this.link = new RedisLink(o.config.fleet);
+    this.report = new FleetReport({
+      memberId: this.memberId,
+      logger: o.logger,
+      clock: o.clock,
+      audit: o.audit,
+      seedHoldMs: () => this.config.fleet.seedHoldMs,
+    });
+    this.judge = new Judge({
+      link: this.link,
+      memberId: this.memberId,
+      metrics: o.metrics,
+      logger: o.logger,
+      clock: o.clock,
+      fleet: () => this.config.fleet,
+      key: (name) => this.key(name),
+      localWindows: o.localWindows,
+      connected: () => this.connected,
+      failed: (what, err) => this.failed(what, err),
+    });
     for (const [name, client] of [
-      ['store', this.redis],
-      ['subscriber', this.sub],
+      ['store', this.link.commands],
+      ['subscriber', this.link.subscriber],
     ] as const) {
       client.on('error', (err: Error) => this.o.logger.debug({ err: err.message, client: name }, 'fleet: redis error'));
       client.on('close', () => this.lost(`${name} connection closed`));
     }
-    this.redis.on('ready', () => this.schedule('redis ready'));
-    this.sub.on('ready', () => {
+    this.link.commands.on('ready', () => this.schedule('redis ready'));
+    this.link.subscriber.on('ready', () => {
       this.channel = this.key('changes');
-      this.sub.subscribe(this.channel).catch(() => {});
+      this.link.subscriber.subscribe(this.channel).catch(() => {});
     });
-    this.sub.on('message', (channel: string, message: string) => {
+    this.link.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      // Compared with the store version we last reconciled with, not our own version number: two sidecars
+      // Compared with the store position we last reconciled with, not our own version number: two sidecars
       // can hold the same number for different states.
-      if (Number(message) !== this.syncedVersion) this.schedule('change published');
+      if (!this.seen || message !== `${this.seen.epoch}:${this.seen.version}`) this.schedule('change published');
     });
   }
 
@@ -113,17 +119,29 @@ export class Fleet implements FleetHooks {
     return `${this.config.fleet.keyPrefix}:${this.o.controller.snapshot.rollout_id}:${name}`;
   }
 
+  /** Connects and reconciles once, for at most `fleet.connect_timeout`: the proxy listens after it whatever Redis does. */
   async start(): Promise<void> {
     const f = this.config.fleet;
-    this.timers.push(setInterval(() => this.publishWindow(), f.publishIntervalMs));
-    this.timers.push(setInterval(() => this.holdLease(), Math.max(100, Math.floor(f.leaseTtlMs / 3))));
+    this.timers.push(setInterval(() => this.judge.publish(), f.publishIntervalMs));
+    this.timers.push(setInterval(() => this.judge.hold(), Math.max(100, Math.floor(f.leaseTtlMs / 3))));
     this.timers.push(setInterval(() => this.schedule('resync'), f.resyncIntervalMs));
+    this.timers.push(setInterval(() => this.health(), f.healthIntervalMs));
     for (const t of this.timers) t.unref();
-    await Promise.all([this.redis.connect().catch(() => {}), this.sub.connect().catch(() => {})]);
-    // A first reconciliation before serving, when Redis is there; without it, the last-known local state serves.
-    if (this.redis.status === 'ready') await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => {
+      timer = setTimeout(r, f.connectTimeoutMs);
+    });
+    // ioredis bounds the TCP connect and each command; this bounds their sum (connect, ready check, sync).
+    await Promise.race([this.link.connect().then(() => (this.link.ready ? this.flush() : undefined)), bound]);
+    clearTimeout(timer);
     this.o.logger.info(
-      { member: this.memberId, redis: redact(f.redisUrl), connected: this.connected, version: this.syncedVersion },
+      {
+        member: this.memberId,
+        redis: redact(f.redisUrl),
+        connected: this.connected,
+        awaiting_fleet: this.awaiting,
+        version: this.seen?.version ?? null,
+      },
       'fleet mode on',
     );
   }
@@ -131,13 +149,16 @@ export class Fleet implements FleetHooks {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    if (this.leader) await this.redis.veerRelease(this.key('lease'), this.memberId).catch(() => {});
-    this.leader = false;
-    this.redis.disconnect();
-    this.sub.disconnect();
+    await this.judge.release();
+    this.link.disconnect();
   }
 
   // ---- FleetHooks ----
+
+  /** This sidecar holds the lease and judges the fleet. */
+  get leader(): boolean {
+    return this.judge.leader;
+  }
 
   mayAct(): boolean {
     // Connected: only the lease holder judges, on fleet-wide data. Cut off: the local guard protects alone.
@@ -150,14 +171,72 @@ export class Fleet implements FleetHooks {
 
   changed(change: LocalChange): void {
     this.pending.push(change);
+    this.o.metrics.fleetPendingChanges.set(this.pending.length);
     this.schedule(`local ${change.action}`);
+  }
+
+  /**
+   * A change toward new: reconciled, then written by compare-and-set with a deadline Redis itself
+   * checks, and applied here only once written. Refused (503 fleet_unavailable) when the store cannot
+   * confirm it in time; 409 conflict when the rollout changed under it.
+   */
+  get proposing(): boolean {
+    return this.proposals > 0;
+  }
+
+  propose<T>(p: Proposal<T>): Promise<T> {
+    if (!this.mayMoveTowardNew()) return Promise.reject(unavailable(p.action));
+    this.proposals++;
+    const run = this.queue.then(async (): Promise<T> => {
+      try {
+        await this.sync();
+      } catch (err) {
+        this.failed('sync before a change toward new', err as Error);
+      }
+      const c = this.o.controller;
+      const seen = this.seen;
+      if (!this.connected || !seen || this.stopped) throw unavailable(p.action);
+      if (!sameContent(c.snapshot, p.prev) || this.pending.length > 0) throw conflict(p.action);
+      const next = { ...p.build(c.snapshot), version: seen.version + 1 };
+      let result: Awaited<ReturnType<RedisLink['write']>>;
+      try {
+        const deadline = await this.link.deadline(this.config.fleet.commandTimeoutMs);
+        result = await this.link.write(
+          this.keys(),
+          seen,
+          { state: next, epoch: seen.epoch, provisional: false },
+          deadline,
+        );
+      } catch (err) {
+        // Redis may have run it before its deadline with the answer still on its way: the next read on
+        // this connection (Redis answers in order) tells, and sync() takes it back if it is there.
+        this.unconfirmed = { epoch: seen.epoch, prev: c.snapshot, next };
+        this.failed(`${p.action} not confirmed`, err as Error);
+        throw unavailable(p.action);
+      }
+      if (result === 'expired') {
+        this.lost(`${p.action}: Redis saw the write after its deadline`);
+        throw unavailable(p.action);
+      }
+      if (result === 'moved') {
+        this.schedule('store moved under a change toward new');
+        throw conflict(p.action);
+      }
+      const outcome = p.apply({ ...next, fleet_version: next.version, fleet_epoch: seen.epoch });
+      this.synced({ version: next.version, epoch: seen.epoch, provisional: false, state: next }, []);
+      return outcome;
+    });
+    const done = run.finally(() => this.proposals--);
+    this.queue = done.then(
+      () => {},
+      () => {},
+    );
+    return done;
   }
 
   /** Windows the guard judges: the fleet's merge while this sidecar leads and the merge is fresh. */
   evaluationWindows(): Record<UpstreamName, WindowView> | undefined {
-    if (!this.connected || !this.leader || !this.merged) return undefined;
-    if (this.o.clock() - this.merged.at > 3 * this.config.fleet.publishIntervalMs) return undefined;
-    return this.merged.view;
+    return this.connected ? this.judge.windows() : undefined;
   }
 
   /** Resolves once every change made so far has been reconciled with Redis (or failed to). */
@@ -166,240 +245,237 @@ export class Fleet implements FleetHooks {
     return this.queue;
   }
 
+  /**
+   * After a change toward legacy (already applied here): waits at most the command timeout for the store
+   * to take it; says whether it has (a change made while Redis is away answers at once, `pending`).
+   */
+  async settle(): Promise<'confirmed' | 'pending'> {
+    if (this.connected) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.flush(),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, 2 * this.config.fleet.commandTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.connected && this.pending.length === 0 ? 'confirmed' : 'pending';
+  }
+
+  /** Routing through the fleet: while awaiting its first sync, legacy only (keys pinned to new included). */
+  serveTable(table: RoutingTable): void {
+    if (!this.awaiting) {
+      this.o.serve?.(table);
+      return;
+    }
+    // Weight 0, no segment, no shadow copy, only keys pinned to legacy: nothing reaches new.
+    const overrides = new Map([...table.overrides].filter(([, side]) => side === 'legacy'));
+    this.o.serve?.(Object.freeze({ ...table, weightBp: 0, overrides, segments: [], shadowBp: 0 }));
+  }
+
+  status(): FleetStatus {
+    return {
+      state: this.awaiting ? 'awaiting_fleet' : this.connected ? 'connected' : 'disconnected',
+      connected: this.connected,
+      member: this.memberId,
+      leader: this.judge.holder,
+      is_leader: this.leader,
+      version: this.seen?.version ?? null,
+      last_sync: this.lastSyncAt === undefined ? null : new Date(this.lastSyncAt).toISOString(),
+      pending_changes: this.pending.length,
+    };
+  }
+
   reconfigure(config: Config): void {
     this.config = { ...config, fleet: this.config.fleet };
     const id = this.o.controller.snapshot.rollout_id;
     if (id === this.rolloutId) return;
     // A new rollout id has its own state key and channel: nothing seen or queued for the old one applies.
     this.rolloutId = id;
-    this.syncedVersion = 0;
+    this.seen = undefined;
+    this.provisional = undefined;
     this.pending = [];
-    if (this.sub.status === 'ready') {
-      if (this.channel) this.sub.unsubscribe(this.channel).catch(() => {});
+    if (this.link.subscriber.status === 'ready') {
+      if (this.channel) this.link.subscriber.unsubscribe(this.channel).catch(() => {});
       this.channel = this.key('changes');
-      this.sub.subscribe(this.channel).catch(() => {});
+      this.link.subscriber.subscribe(this.channel).catch(() => {});
     }
     this.schedule('rollout id changed');
   }
 
   // ---- reconciliation ----
 
+  private keys() {
+    return { state: this.key('state'), channel: this.key('changes') };
+  }
+
+  /** One sync queued at a time: a trigger while one waits is already covered by it. */
   private schedule(why: string): void {
-    if (this.stopped) return;
-    this.queue = this.queue.then(() =>
-      this.sync().catch((err: Error) => {
-        this.o.metrics.fleetSyncErrors.inc();
-        this.lost(`sync failed (${why}): ${err.message}`);
-      }),
-    );
+    if (this.stopped || this.syncQueued) return;
+    this.syncQueued = true;
+    this.queue = this.queue.then(() => {
+      this.syncQueued = false;
+      return this.sync().catch((err: Error) => this.failed(`sync (${why})`, err));
+    });
   }
 
+  private failed(what: string, err: Error): void {
+    this.o.metrics.fleetSyncErrors.inc();
+    this.lost(`${what}: ${err.message}`);
+  }
+
+  /** Marks the fleet unreachable at once (a failed command of any kind): nothing moves toward new from here. */
   private lost(why: string): void {
-    if (!this.connected && !this.leader) return;
+    const wasLeader = this.leader;
+    if (!this.connected && !wasLeader) return;
     this.connected = false;
-    this.leader = false;
-    this.o.metrics.fleetLeader.set(0);
-    this.o.logger.warn({ member: this.memberId, why }, 'fleet: shared state unreachable; serving the last known table');
-  }
-
-  private async read(): Promise<{ version: number; state: PersistedState } | undefined> {
-    const [version, json] = await this.redis.hmget(this.key('state'), 'version', 'state');
-    if (!version || !json) return undefined;
-    return { version: Number(version), state: JSON.parse(json) as PersistedState };
-  }
-
-  private async cas(expected: number, next: PersistedState): Promise<boolean> {
-    const { fleet_version: _own, ...shared } = next;
-    const r = await this.redis.veerCas(
-      this.key('state'),
-      this.key('changes'),
-      expected,
-      next.version,
-      JSON.stringify(shared),
+    this.judge.drop();
+    this.outSince = Date.now();
+    this.o.metrics.fleetConnected.set(0);
+    this.o.logger.warn(
+      { member: this.memberId, why, was_leader: wasLeader },
+      'fleet: shared state unreachable; serving the last known table, judging locally',
     );
-    return r === -1;
   }
 
-  /**
-   * Brings local and shared state together. `seen` is the store version this sidecar last reconciled with
-   * (kept in its state file across restarts); version numbers of different writers say nothing about which
-   * state is newer, so only "the store moved since we saw it" and "we have unshared changes" decide:
-   * - store unmoved, changes here: pushed by compare-and-set;
-   * - store moved, nothing here: adopted;
-   * - store moved and changes here: the fleet's state wins, and only our moves toward legacy are replayed on
-   *   top of it (kill, rollback, lower weight from the queue; after a restart, when the queue is gone, the
-   *   kill, rollback or latch the state file holds).
-   */
   private async sync(): Promise<void> {
-    if (this.stopped || this.redis.status !== 'ready') return;
+    if (this.stopped || !this.link.ready) return;
     const c = this.o.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const remote = await this.read();
+      const remote = await this.link.read(this.key('state'));
+      if (await this.takeBackUnconfirmed(remote)) continue;
       // Taken after the read: a change made while Redis answered is part of what is decided here. A copy,
       // so that what is handled is exactly what was decided on.
       const local = c.snapshot;
       const pending = [...this.pending];
-      const seen = this.syncedVersion || local.fleet_version || 0;
-      const ahead = pending.length > 0 || local.version > seen;
-      if (!remote) {
-        // An empty store (first sidecar, or Redis restarted without data): seed it with what we know.
-        if (await this.cas(0, local)) return this.synced(local.version, pending);
-        continue;
+      const now = this.o.clock();
+      if (remote?.provisional && this.provisional?.epoch !== remote.epoch) {
+        this.provisional = { epoch: remote.epoch, since: now };
       }
-      if (remote.version === seen) {
-        if (!ahead) {
-          if (local.version !== remote.version) c.adopt(remote.state);
-          return this.synced(remote.version, pending);
+      const plan = reconcile({
+        local,
+        pending,
+        seen: this.seen,
+        remote,
+        knowledge: this.seen ? 'fleet' : knowledgeOf(local, pending),
+        holdOver: this.provisional !== undefined && now - this.provisional.since >= this.config.fleet.seedHoldMs,
+        now,
+      });
+      if (plan.kind === 'wait') return;
+      if (plan.kind === 'adopt') {
+        if (!sameContent(local, plan.record.state) || local.version !== plan.record.version) {
+          c.adopt(stateOf(plan.record));
         }
-        const next = local.version > remote.version ? local : { ...local, version: remote.version + 1 };
-        if (!(await this.cas(remote.version, next))) continue;
-        // A change made during the write was made on `local`, which is what went out (maybe numbered higher):
-        // it stays queued for the next sync, and adopting `next` would undo it.
-        if (next !== local && c.snapshot === local) c.adopt(next, 'fleet');
-        return this.synced(next.version, pending);
+        this.report.dropped(plan.dropped, plan.record);
+        return this.synced(plan.record, pending);
       }
-      if (!ahead) {
-        c.adopt(remote.state);
-        return this.synced(remote.version, pending);
+      const expected = remote ? { version: remote.version, epoch: remote.epoch } : { version: 0, epoch: '' };
+      if ((await this.link.write(this.keys(), expected, plan)) !== 'written') continue;
+      const record: StoreRecord = {
+        version: plan.state.version,
+        epoch: plan.epoch,
+        provisional: plan.provisional,
+        state: plan.state,
+      };
+      this.report.wrote(plan, record, remote, this.seen);
+      if (plan.provisional) {
+        // Seeded from config alone: nobody serves it until confirmed (invariant 3), this sidecar included.
+        this.provisional = { epoch: plan.epoch, since: now };
+        this.handled(pending);
+        return;
       }
-      // The fleet moved on meanwhile: keep our moves toward legacy, drop the rest.
-      let next = remote.state;
-      let kept = 0;
-      if (pending.length > 0) {
-        const safe = pending.filter((p) => p.safe);
-        for (const p of safe) {
-          if (next.state === 'killed' && p.action !== 'kill') continue;
-          next = { ...p.mutate(next), last_change: p.next.last_change, weight_since: this.o.clock() };
-          kept++;
-        }
-        if (pending.length > safe.length) {
-          this.o.logger.warn(
-            { dropped: pending.filter((p) => !p.safe).map((p) => p.action), fleet_version: remote.version },
-            'fleet: another sidecar changed the rollout at the same time; its state wins over these changes',
-          );
-        }
-      } else {
-        next = towardLegacy(local, remote.state);
-        if (next !== remote.state) kept++;
+      const late = this.pending.filter((p) => !pending.includes(p));
+      if (late.length === 0 || !sameContent(plan.state, local)) {
+        c.adopt(stateOf(record));
+        // Changes made during the write were made on a state the fleet has replaced: applied again on top
+        // of it (they are all moves toward legacy), and sent with the next sync.
+        for (const p of late) c.reapply(p);
       }
-      if (kept > 0) {
-        next = { ...next, version: remote.version + 1 };
-        if (!(await this.cas(remote.version, next))) continue;
-      }
-      const late = c.snapshot === local ? [] : this.pending.filter((p) => !pending.includes(p));
-      c.adopt(kept > 0 ? next : remote.state, 'fleet');
-      // Changes made during the write were made on a state the fleet has replaced: the moves toward legacy
-      // among them are applied again on top of it (and go out with the next sync), the rest are dropped.
-      for (const p of late) if (p.safe) c.reapply(p);
-      this.pending = this.pending.filter((p) => !late.includes(p) || p.safe);
-      return this.synced(kept > 0 ? next.version : remote.version, pending);
+      this.report.dropped(plan.dropped, record);
+      return this.synced(record, pending);
     }
     throw new Error('state kept changing under five compare-and-set attempts');
   }
 
-  private synced(version: number, handled: LocalChange[]): void {
-    this.pending = this.pending.filter((p) => !handled.includes(p));
-    this.syncedVersion = version;
-    this.o.controller.noteFleetVersion(version);
-    this.o.metrics.fleetStateVersion.set(version);
+  /**
+   * A change toward new that was answered 503 but reached the store after all (its answer came back after
+   * the command timeout) is put back to what the store held before: the operator was told nothing changed.
+   */
+  private async takeBackUnconfirmed(remote: StoreRecord | undefined): Promise<boolean> {
+    const u = this.unconfirmed;
+    this.unconfirmed = undefined;
+    if (!u || !remote || remote.epoch !== u.epoch || remote.version !== u.next.version) return false;
+    const landed = remote.state.last_change;
+    if (!landed || JSON.stringify(landed) !== JSON.stringify(u.next.last_change)) return false;
+    const back: PersistedState = {
+      ...u.prev,
+      version: remote.version + 1,
+      last_change: {
+        time: new Date(this.o.clock()).toISOString(),
+        actor: 'fleet',
+        action: 'unconfirmed_taken_back',
+        reason: `${landed.action} by ${landed.actor} was answered 503 but reached the store late; taken back`,
+      },
+    };
+    const written = await this.link.write(this.keys(), remote, {
+      state: back,
+      epoch: remote.epoch,
+      provisional: false,
+    });
+    if (written === 'written') {
+      this.o.logger.warn({ member: this.memberId, action: landed.action }, `fleet: ${back.last_change!.reason}`);
+      this.report.audit('fleet_unconfirmed_taken_back', back.last_change!.reason, back, { version: back.version });
+    }
+    return true;
+  }
+
+  private handled(pending: LocalChange[]): void {
+    this.pending = this.pending.filter((p) => !pending.includes(p));
+    this.o.metrics.fleetPendingChanges.set(this.pending.length);
+  }
+
+  private synced(record: StoreRecord, handled: LocalChange[]): void {
+    this.handled(handled);
+    this.seen = { epoch: record.epoch, version: record.version };
+    this.provisional = undefined;
+    this.lastSyncAt = this.o.clock();
+    this.o.controller.noteFleetVersion(record.version, record.epoch);
+    this.o.metrics.fleetStateVersion.set(record.version);
+    if (this.awaiting) {
+      this.awaiting = false;
+      this.serveTable(this.o.controller.table);
+      this.o.logger.info(
+        { member: this.memberId, version: record.version },
+        'fleet: first sync; serving the fleet state',
+      );
+    }
     if (!this.connected) {
       this.connected = true;
-      this.o.logger.info({ member: this.memberId, version }, 'fleet: in sync with the shared state');
+      this.o.metrics.fleetConnected.set(1);
+      this.o.logger.info({ member: this.memberId, version: record.version }, 'fleet: in sync with the shared state');
+      // At once, not at the next lease tick: between now and an answer, only the lease holder judges.
+      void this.judge.hold();
     }
   }
 
-  // ---- windows and the lease ----
+  // ---- health, windows and the lease ----
 
-  private async publishWindow(): Promise<void> {
-    if (this.redis.status !== 'ready') return;
-    const now = this.o.clock();
-    const ttl = 3 * this.config.fleet.publishIntervalMs;
-    const own = toWire(this.memberId, now, this.o.localWindows());
+  /** A ping on both connections every health_interval: a hung Redis marks this sidecar disconnected within about a second. */
+  private async health(): Promise<void> {
+    if (this.pinging || this.stopped || !this.link.ready) return;
+    this.pinging = true;
     try {
-      const r = await this.redis
-        .multi()
-        .set(this.key(`window:${this.memberId}`), JSON.stringify(own), 'PX', ttl)
-        .zadd(this.key('members'), now, this.memberId)
-        .zremrangebyscore(this.key('members'), '-inf', now - ttl)
-        .zrange(this.key('members'), '0', '-1')
-        .exec();
-      const members = (r?.[3]?.[1] as string[] | undefined) ?? [this.memberId];
-      this.o.metrics.fleetMembers.set(members.length);
-      if (!this.leader) return;
-      const others = members.filter((m) => m !== this.memberId);
-      const raw = others.length ? await this.redis.mget(others.map((m) => this.key(`window:${m}`))) : [];
-      const wires: WindowWire[] = [own];
-      for (const text of raw) if (text) wires.push(JSON.parse(text) as WindowWire);
-      this.merged = { at: now, view: mergeWindows(wires), members: wires.length };
+      await this.link.ping();
+      if (!this.connected) this.schedule('redis answers');
     } catch (err) {
-      this.o.metrics.fleetSyncErrors.inc();
-      this.o.logger.debug({ err: (err as Error).message }, 'fleet: window publish failed');
-    }
-  }
-
-  private async holdLease(): Promise<void> {
-    if (this.redis.status !== 'ready' || !this.connected) return;
-    const key = this.key('lease');
-    const ttl = this.config.fleet.leaseTtlMs;
-    try {
-      const was = this.leader;
-      this.leader = this.leader
-        ? (await this.redis.veerRenew(key, this.memberId, ttl)) === 1
-        : (await this.redis.set(key, this.memberId, 'PX', ttl, 'NX')) === 'OK';
-      this.o.metrics.fleetLeader.set(this.leader ? 1 : 0);
-      if (this.leader !== was) {
-        this.o.logger.info(
-          { member: this.memberId, leader: this.leader },
-          this.leader ? 'fleet: took the lease' : 'fleet: lost the lease',
-        );
-        if (this.leader) void this.publishWindow();
-      }
-    } catch (err) {
-      this.o.metrics.fleetSyncErrors.inc();
-      this.leader = false;
-      this.o.metrics.fleetLeader.set(0);
-      this.o.logger.debug({ err: (err as Error).message }, 'fleet: lease renewal failed');
+      this.failed('health ping', err as Error);
+    } finally {
+      this.pinging = false;
     }
   }
 }
 
-/**
- * After a restart the queue of unshared changes is gone; of what the state file holds beyond the store,
- * only a stop (kill, rollback, latch) is carried onto the fleet's state. A stale stop can only hold traffic
- * on legacy until an operator resumes; a stale weight could send it to a failing backend.
- */
-export function towardLegacy(local: PersistedState, shared: PersistedState): PersistedState {
-  if (local.state === 'killed' && shared.state !== 'killed') {
-    return {
-      ...shared,
-      state: 'killed',
-      weight_bp: 0,
-      kill_reason: local.kill_reason,
-      before_kill: { state: shared.state, weight_bp: shared.weight_bp },
-      last_change: local.last_change,
-    };
-  }
-  const stopped = local.state === 'rolled_back' || local.state === 'latched';
-  const running = shared.state === 'progressing' || shared.state === 'holding' || shared.state === 'promoted';
-  if (stopped && running) {
-    return {
-      ...shared,
-      state: local.state,
-      weight_bp: 0,
-      latched: local.latched,
-      flips: local.flips,
-      last_change: local.last_change,
-    };
-  }
-  return shared;
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'invalid url';
-  }
+function stateOf(record: StoreRecord): PersistedState {
+  return { ...record.state, version: record.version, fleet_epoch: record.epoch };
 }

@@ -28,6 +28,23 @@ export interface FleetHooks {
   mayMoveTowardNew(): boolean;
   /** A local change was applied; `mutate` replays it on another base state (for a safe change). */
   changed(change: LocalChange): void;
+  /**
+   * A change toward new: written to the fleet's store first, `apply` called once it is there; rejects
+   * (nothing applied) when the store cannot confirm it in time or the rollout changed meanwhile.
+   */
+  propose<T>(proposal: Proposal<T>): Promise<T>;
+  /** A proposal is on its way to the store. */
+  readonly proposing: boolean;
+}
+
+/** A change toward new as the fleet sees it: decided on `prev`, built on the state the store confirms. */
+export interface Proposal<T> {
+  prev: PersistedState;
+  action: string;
+  /** The next state on a base (the fleet sets the version: the store's next). */
+  build: (cur: PersistedState) => PersistedState;
+  /** Applies the confirmed state here (persist, swap, audit). */
+  apply: (next: PersistedState) => T;
 }
 
 export interface LocalChange {
@@ -92,8 +109,31 @@ export class RoutingStateWriter {
    * written, a change toward legacy (kill, rollback) is applied anyway and reported as not persisted,
    * because refusing it would keep users on a failing backend; any other change is refused (thrown).
    */
-  apply({ spec, mutate, replace = false, rollbackCause }: PlannedChange): ChangeOutcome {
+  apply(change: PlannedChange): ChangeOutcome {
+    const { spec } = change;
     const prev = this.rollout;
+    const fleet = this.fleet;
+    if (!spec.safe && spec.cause !== 'config' && fleet) {
+      if (!fleet.mayMoveTowardNew()) {
+        throw new ControllerError(
+          'fleet_unavailable',
+          `${spec.action} refused: the fleet store is unreachable, and nothing moves traffic toward new on stale state; kill and rollback still work`,
+        );
+      }
+      // Fleet invariant: a change toward new needs the store's confirmation before it applies here.
+      const confirmed = fleet.propose({
+        prev,
+        action: spec.action,
+        build: (cur) => this.nextOf(change, cur),
+        apply: (next) => this.commit(change, this.rollout, next, true),
+      });
+      return { applied: false, persisted: true, confirmed };
+    }
+    return this.commit(change, prev, this.nextOf(change, prev), false);
+  }
+
+  /** The state a change leads to from `cur`, dated now. */
+  private nextOf({ spec, mutate, replace = false }: PlannedChange, cur: PersistedState): PersistedState {
     const now = this.deps.clock();
     const last: ChangeRecord = {
       time: new Date(now).toISOString(),
@@ -101,19 +141,25 @@ export class RoutingStateWriter {
       action: spec.action,
       reason: spec.reason,
     };
-    if (!spec.safe && spec.cause !== 'config' && this.fleet && !this.fleet.mayMoveTowardNew()) {
-      throw new ControllerError(
-        'fleet_unavailable',
-        `${spec.action} refused: the fleet store is unreachable, and nothing moves traffic toward new on stale state; kill and rollback still work`,
-      );
-    }
-    const mutated = mutate(prev);
-    const next: PersistedState = {
+    const mutated = mutate(cur);
+    return {
       ...mutated,
-      version: replace ? mutated.version : prev.version + 1,
-      weight_since: mutated.weight_bp !== prev.weight_bp || replace ? now : prev.weight_since,
+      version: replace ? mutated.version : cur.version + 1,
+      weight_since: mutated.weight_bp !== cur.weight_bp || replace ? now : cur.weight_since,
       last_change: last,
     };
+  }
+
+  /**
+   * Persist, swap, audit. `confirmed`: the fleet's store already has `next`, so it applies whether or not
+   * the file can take it (as an adopted state does) and is not sent to the fleet again.
+   */
+  private commit(
+    { spec, mutate, rollbackCause }: PlannedChange,
+    prev: PersistedState,
+    next: PersistedState,
+    confirmed: boolean,
+  ): ChangeOutcome {
     let persistError: Error | undefined;
     try {
       this.deps.store.save(next);
@@ -121,7 +167,7 @@ export class RoutingStateWriter {
     } catch (err) {
       persistError = err as Error;
       this.persisted = false;
-      if (!spec.safe) {
+      if (!spec.safe && !confirmed) {
         this.deps.logger.error(
           { err: persistError.message, action: spec.action },
           'state file not writable: change refused',
@@ -136,7 +182,7 @@ export class RoutingStateWriter {
     if (next.weight_bp !== prev.weight_bp || next.state !== prev.state) this.deps.moved();
     this.publish(spec.cause);
     this.record(spec, spec.noBefore ? null : summary(prev), persistError);
-    this.fleet?.changed({ prev, next, safe: spec.safe, action: spec.action, mutate });
+    if (!confirmed) this.fleet?.changed({ prev, next, safe: spec.safe, action: spec.action, mutate });
     if (rollbackCause) this.deps.metrics.rollbacks.inc({ cause: rollbackCause });
     if (!persistError) return { applied: true, persisted: true };
     this.deps.logger.error(
@@ -174,10 +220,10 @@ export class RoutingStateWriter {
     this.publish('fleet');
   }
 
-  /** Fleet mode: the store holds our state as of `version`; written to the state file for the next start. */
-  noteFleetVersion(version: number): void {
-    if (this.rollout.fleet_version === version) return;
-    this.rollout = { ...this.rollout, fleet_version: version };
+  /** Fleet mode: the store holds our state as of `version` (in `epoch`); written to the state file for the next start. */
+  noteFleetVersion(version: number, epoch = this.rollout.fleet_epoch): void {
+    if (this.rollout.fleet_version === version && this.rollout.fleet_epoch === epoch) return;
+    this.rollout = { ...this.rollout, fleet_version: version, fleet_epoch: epoch };
     this.saveApplied('fleet version');
   }
 

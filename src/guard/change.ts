@@ -47,7 +47,17 @@ export type ChangeOutcome =
   | { applied: false; persisted: true }
   | { applied: true; persisted: true }
   /** In effect on the request path, but it will not survive a restart; `error` says so for an operator. */
-  | { applied: true; persisted: false; error: string };
+  | { applied: true; persisted: false; error: string }
+  /**
+   * Fleet mode, a change toward new: it applies here only once the fleet's store has it; `confirmed`
+   * settles with the outcome then, or rejects (503 fleet_unavailable, 409 conflict) with nothing applied.
+   */
+  | { applied: false; persisted: true; confirmed: Promise<ChangeOutcome> };
+
+/** The outcome once the fleet has confirmed (or refused) a change toward new; any other outcome as is. */
+export function settledOutcome(outcome: ChangeOutcome): Promise<ChangeOutcome> {
+  return 'confirmed' in outcome ? outcome.confirmed : Promise.resolve(outcome);
+}
 
 export const NOTHING_CHANGED: ChangeOutcome = Object.freeze({ applied: false, persisted: true });
 

@@ -38,8 +38,8 @@ import { RefusalAudit } from './refusals.js';
 import { ShadowGuard } from './shadow-guard.js';
 import type { ShadowVerdict } from './shadow-judge.js';
 
-export { type ControllerObserver, type FleetHooks, type LocalChange, summary } from './apply.js';
-export { type ChangeOutcome, ControllerError, freshState, notPersistedError } from './change.js';
+export { type ControllerObserver, type FleetHooks, type LocalChange, type Proposal, summary } from './apply.js';
+export { type ChangeOutcome, ControllerError, freshState, notPersistedError, settledOutcome } from './change.js';
 export { describeBreach } from './decisions.js';
 export { REFUSED_PER_MINUTE } from './refusals.js';
 
@@ -161,9 +161,9 @@ export class Controller {
     this.writer.reapply(change);
   }
 
-  /** Fleet mode: the store holds our state as of `version`. */
-  noteFleetVersion(version: number): void {
-    this.writer.noteFleetVersion(version);
+  /** Fleet mode: the store holds our state as of `version` in its seeding `epoch`. */
+  noteFleetVersion(version: number, epoch?: string): void {
+    this.writer.noteFleetVersion(version, epoch);
   }
 
   /** Fleet mode: the fleet's shared state, newer than ours, applied as is. */
@@ -237,13 +237,22 @@ export class Controller {
     if (verdict.action.kind === 'stalled' && !wasStalled) this.stalled(verdict);
     const towardNew = verdict.action.kind === 'promote' || verdict.action.kind === 'hold';
     const stallRepeated = verdict.action.kind === 'stalled' && wasStalled;
-    if (!(towardNew && fleet && !fleet.mayMoveTowardNew()) && !stallRepeated) {
+    // One proposal toward new at a time: the next evaluation sees the confirmed state, not a second copy.
+    if (!(towardNew && fleet && (!fleet.mayMoveTowardNew() || fleet.proposing)) && !stallRepeated) {
       // The flap latch counts flips on the controller's clock, as every change is dated.
       const decision = decide(verdict, rollout, this.config, this.options.clock());
       if (decision.kind === 'alert') {
         this.options.logger.warn({ rules: verdict.breached }, `SLO breach (alert only): ${decision.why}`);
       } else if (decision.kind === 'change') {
-        this.writer.apply(decision.change);
+        const outcome = this.writer.apply(decision.change);
+        if ('confirmed' in outcome) {
+          outcome.confirmed.catch((err: Error) =>
+            this.options.logger.warn(
+              { err: err.message, action: decision.change.spec.action },
+              'SLO guard change not confirmed by the fleet',
+            ),
+          );
+        }
       }
     }
     // Observers hear of the evaluation after its decision is applied: they never sit in between.

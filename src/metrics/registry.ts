@@ -26,6 +26,8 @@ export interface LiveReadings {
   >;
   connections?: () => Record<string, number>;
   weightRatio?: () => number;
+  /** Fleet mode: seconds since this sidecar lost the fleet store (0 while in sync). */
+  fleetDisconnectedSeconds?: () => number;
   /** Requests per segment and side since start (routing.segments). */
   segments?: () => ReadonlyMap<string, PerUpstream>;
   shadowRatio?: () => number;
@@ -443,6 +445,24 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
     ...tokenMetrics(registers, live, flushRecorder),
+    fleetConnected: new Gauge({
+      name: 'veer_fleet_connected',
+      help: '1 while this sidecar is in sync with the fleet store (Redis answers within fleet.command_timeout), else 0.',
+      registers,
+    }),
+    fleetDisconnected: new Gauge({
+      name: 'veer_fleet_disconnected_seconds',
+      help: 'Seconds since this sidecar last was in sync with the fleet store (0 while in sync, and outside fleet mode).',
+      registers,
+      collect() {
+        this.set(live.fleetDisconnectedSeconds?.() ?? 0);
+      },
+    }),
+    fleetPendingChanges: new Gauge({
+      name: 'veer_fleet_pending_changes',
+      help: 'Local changes toward legacy applied here and not yet in the fleet store.',
+      registers,
+    }),
     fleetStateVersion: new Gauge({
       name: 'veer_fleet_state_version',
       help: 'Version of the shared rollout state this sidecar applies.',

@@ -49,6 +49,8 @@ export interface PersistedState {
    * can tell its own unshared changes from the fleet's (absent outside fleet mode; never sent to the store).
    */
   fleet_version?: number;
+  /** Fleet mode: the seeding of the store that `fleet_version` counts in (a store reset starts a new one). */
+  fleet_epoch?: string;
 }
 
 export class StateFileError extends Error {

@@ -38,6 +38,8 @@ export class RedisRelay {
   private readonly sockets = new Set<Socket>();
   /** Holds each reply from redis this long (a slow network), so tests can act while a command is out. */
   delayMs = 0;
+  /** Holds replies that match this (e.g. a script's `:-1`) for `holdMs`: a command run, its answer late. */
+  holdReply: { match: (chunk: string) => boolean; holdMs: number } | undefined;
 
   constructor(
     readonly port: number,
@@ -49,9 +51,16 @@ export class RedisRelay {
       const upstream = connect(this.target, '127.0.0.1');
       this.sockets.add(client).add(upstream);
       client.pipe(upstream);
+      // Replies keep their order when the delay changes while some are held (RESP has no ids to match them by).
+      let held = Promise.resolve();
       upstream.on('data', (d: Buffer) => {
-        if (this.delayMs === 0) client.write(d);
-        else setTimeout(() => client.writable && client.write(d), this.delayMs);
+        const hold = this.holdReply?.match(d.toString('latin1')) ? this.holdReply.holdMs : 0;
+        const due = Date.now() + Math.max(this.delayMs, hold);
+        held = held.then(async () => {
+          const wait = due - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (client.writable) client.write(d);
+        });
       });
       const end = () => {
         client.destroy();

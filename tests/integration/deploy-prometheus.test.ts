@@ -143,7 +143,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
     expect(config.out).toContain('1 rule files found');
     const checked = await promtool('check', 'rules', RULES);
     expect(checked.code, checked.out).toBe(0);
-    expect(checked.out).toContain('13 rules found');
+    expect(checked.out).toContain('14 rules found');
   });
 
   it('passes the alert unit tests (promtool test rules)', async () => {
@@ -185,6 +185,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
       ['> 1.3 *', '> 3 *'],
       ['> 0.005', '> 0.05'],
       ['end=~"truncated|inband_error"', 'end=~"truncated"'],
+      ['(veer_fleet_disconnected_seconds) > 60', '(veer_fleet_disconnected_seconds) > 600'],
     ];
     for (const [from, to] of mutations) {
       const dir = mkdtempSync(join(tmpdir(), 'veer-rules-'));

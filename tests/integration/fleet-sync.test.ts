@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/fleet/fleet.js';
-import { Controller } from '../../src/guard/controller.js';
+import { Controller, settledOutcome } from '../../src/guard/controller.js';
 import { SlidingWindow } from '../../src/measure/window.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import { AuditLog } from '../../src/state/audit.js';
@@ -14,7 +14,13 @@ import { requireProgram } from '../helpers/programs.js';
 import { RedisRelay, startRedis, stopRedis } from '../helpers/redis.js';
 import { deepMerge, mustBuild, rawConfig, silentLogger, stateFiles, unusedPort, waitFor } from '../helpers/stack.js';
 
-const FLEET = { enabled: true, publish_interval: '200ms', lease_ttl: '1s', resync_interval: '500ms' };
+const FLEET = {
+  enabled: true,
+  publish_interval: '200ms',
+  lease_ttl: '1s',
+  resync_interval: '500ms',
+  seed_hold: '200ms',
+};
 
 /** One sidecar's controller and fleet link, in process (no proxy), on its own state files. */
 function sidecar(redisPort: number, extra: Record<string, unknown> = {}, files = stateFiles()) {
@@ -157,7 +163,8 @@ describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
   });
 
   it('keeps an operator change made while a sync is waiting for redis, instead of pushing the state from before it', async () => {
-    const { a, b, relay } = await pair('change-during-sync');
+    // Replies held 200 ms: a command timeout well above it, so a loaded machine does not read it as a hang.
+    const { a, b, relay } = await pair('change-during-sync', { fleet: { command_timeout: '2s' } });
     b.controller.kill('admin:oncall', 'drill');
     await b.fleet.flush();
     await waitFor(() => a.controller.snapshot.state === 'killed');
@@ -165,13 +172,33 @@ describe.skipIf(requireProgram('redis-server'))('fleet reconciliation', () => {
     relay.delayMs = 200;
     const sync = a.fleet.flush();
     await new Promise((r) => setTimeout(r, 50));
-    a.controller.resume('admin:oncall', 'drill over');
+    // A change toward new: it waits for the store's confirmation, behind the sync in flight.
+    const resumed = a.controller.resume('admin:oncall', 'drill over');
     await sync;
     relay.delayMs = 0;
+    expect(await settledOutcome(resumed)).toMatchObject({ applied: true });
     await a.fleet.flush();
     await waitFor(() => b.controller.snapshot.state === 'promoted' || b.controller.snapshot.state === 'progressing');
     expect(a.controller.snapshot.state).not.toBe('killed');
     expect((await shared('change-during-sync')).state).not.toBe('killed');
+  });
+
+  it('takes back a change toward new answered 503 whose write reached the store, its answer late', async () => {
+    const { a, b, relay } = await pair('late-answer', { fleet: { command_timeout: '300ms' } });
+    // The compare-and-set runs in redis at once; its answer (:-1) comes back after the command timeout.
+    relay.holdReply = { match: (chunk) => chunk.includes(':-1\r\n'), holdMs: 500 };
+    const weight = a.controller.setWeight('admin:oncall', 5000, 'ramp');
+    await expect(settledOutcome(weight)).rejects.toMatchObject({ code: 'fleet_unavailable' });
+    relay.holdReply = undefined;
+    expect(a.controller.snapshot.weight_bp).toBe(2000);
+    await waitFor(() => a.fleet.connected, 5000);
+    await a.fleet.flush();
+    expect(await shared('late-answer')).toMatchObject({
+      weight_bp: 2000,
+      last_change: { action: 'unconfirmed_taken_back' },
+    });
+    await waitFor(() => b.controller.snapshot.weight_bp === 2000, 5000);
+    expect(a.controller.snapshot.weight_bp).toBe(2000);
   });
 
   it('keeps kills reaching every sidecar within a publish after a reload to a new rollout id', async () => {

@@ -92,6 +92,7 @@ describe.skipIf(requireProgram('redis-server'))('fleet mode: three sidecars, one
         publish_interval: '200ms',
         lease_ttl: '1s',
         resync_interval: '500ms',
+        seed_hold: '300ms',
       },
       log: { level: 'info', access: false },
     };

@@ -182,6 +182,11 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['fleet.publish_interval', '1s', 'often', 'must be a duration'],
   ['fleet.lease_ttl', '3s', 'ages', 'must be a duration'],
   ['fleet.resync_interval', '10s', 'sometimes', 'must be a duration'],
+  ['fleet.connect_timeout', '3s', 'soon', 'must be a duration'],
+  ['fleet.command_timeout', '250ms', '10ms', 'must be at least 50ms'],
+  ['fleet.health_interval', '1s', '2s', 'must be at most 1s'],
+  ['fleet.seed_hold', '30s', 'a while', 'must be a duration'],
+  ['fleet.start_without_store', 'config', 'legacy', 'must be one of'],
 ];
 
 type S = { properties?: Record<string, S>; $ref?: string; items?: S };

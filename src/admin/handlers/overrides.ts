@@ -3,7 +3,7 @@
 import type { UpstreamName } from '../../config/types.js';
 import { VeerError } from '../../errors.js';
 import { bad, keyOf, objectBody, reasonOf } from '../body.js';
-import { type AdminContext, type ApiRoute, actorOf, throwIfNotPersisted } from '../context.js';
+import { type AdminContext, type ApiRoute, actorOf, settleChange } from '../context.js';
 import { serializeOverrides } from '../schemas.js';
 import { sendJson } from '../server.js';
 
@@ -49,8 +49,7 @@ export function overridesRoutes(ctx: AdminContext): ApiRoute[] {
             'too_many_overrides',
             `keys: at most ${MAX_RUNTIME_OVERRIDES} runtime overrides; remove some first`,
           );
-        throwIfNotPersisted(ctx.controller.setOverrides(actorOf(who), pins, reason));
-        await ctx.settle?.();
+        await settleChange(ctx, ctx.controller.setOverrides(actorOf(who), pins, reason));
         sendJson(res, 200, overridesReply());
       },
     },
@@ -82,8 +81,7 @@ export function overridesRoutes(ctx: AdminContext): ApiRoute[] {
             `keys: ${inFile.slice(0, 5).join(', ')}${inFile.length > 5 ? ` and ${inFile.length - 5} more` : ''} ` +
               'pinned by the config file; remove them there and reload, or PUT them to the other side. Nothing was removed',
           );
-        throwIfNotPersisted(ctx.controller.removeOverrides(actorOf(who), list, reasonOf(body, true)));
-        await ctx.settle?.();
+        await settleChange(ctx, ctx.controller.removeOverrides(actorOf(who), list, reasonOf(body, true)));
         sendJson(res, 200, overridesReply());
       },
     },

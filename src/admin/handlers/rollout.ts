@@ -3,12 +3,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { ChangeOutcome } from '../../guard/controller.js';
 import { type Body, objectBody, percentOf, reasonOf } from '../body.js';
-import { type AdminContext, type ApiRoute, actorOf, throwIfNotPersisted } from '../context.js';
+import { type AdminContext, type ApiRoute, actorOf, settleChange } from '../context.js';
 import { sendJson } from '../server.js';
 import { rolloutReply } from './status.js';
 
 export function rolloutRoutes(ctx: AdminContext): ApiRoute[] {
-  /** A state command: parse, apply (persisted before the reply), answer with the rollout. */
+  /** A state command: parse, apply (persisted before the reply), answer with the rollout (and, in a fleet, whether the store has it). */
   const command = (
     method: string,
     path: string,
@@ -21,9 +21,8 @@ export function rolloutRoutes(ctx: AdminContext): ApiRoute[] {
     action: path.slice('/api/'.length),
     handler: async (req: IncomingMessage, res, _url, who) => {
       const body = await objectBody(req, ctx.config().admin.maxBodyBytes, allowed);
-      throwIfNotPersisted(apply(body, actorOf(who)));
-      await ctx.settle?.();
-      sendJson(res, 200, rolloutReply(ctx));
+      const fleet = await settleChange(ctx, apply(body, actorOf(who)));
+      sendJson(res, 200, rolloutReply(ctx, fleet));
     },
   });
   return [

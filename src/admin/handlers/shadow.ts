@@ -1,7 +1,7 @@
 // PUT /api/shadow: veer shadow on|off|PERCENT, applied (persisted, audited) before its answer.
 
 import { bad, objectBody, percentOf, reasonOf } from '../body.js';
-import { type AdminContext, type ApiRoute, actorOf } from '../context.js';
+import { type AdminContext, type ApiRoute, actorOf, settleChange } from '../context.js';
 import { serializeShadow } from '../schemas.js';
 import { sendJson } from '../server.js';
 import { shadowJson } from './shadow-status.js';
@@ -31,8 +31,8 @@ export function shadowRoutes(ctx: AdminContext): ApiRoute[] {
         const body = await objectBody(req, ctx.config().admin.maxBodyBytes, ['on', 'percent', 'reason']);
         const bp = shadowBpOf(body, ctx);
         const reason = reasonOf(body, false);
-        ctx.controller.setShadow(actorOf(who), bp, reason);
-        await ctx.settle?.();
+        // In a fleet, a larger share waits for the store's confirmation (as any change toward new).
+        await settleChange(ctx, ctx.controller.setShadow(actorOf(who), bp, reason));
         sendJson(
           res,
           200,

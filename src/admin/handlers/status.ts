@@ -6,6 +6,7 @@ import type { Config, UpstreamName } from '../../config/types.js';
 import type { Controller } from '../../guard/controller.js';
 import { guardActive, nextStepBp, ruleJson } from '../../guard/evaluate.js';
 import { VERSION } from '../../version.js';
+import type { FleetAck } from '../api-types.js';
 import { bad } from '../body.js';
 import type { AdminContext, ApiRoute } from '../context.js';
 import { serializeRollout, serializeStatus } from '../schemas.js';
@@ -58,9 +59,9 @@ export function rolloutJson(controller: Controller, config: Config) {
   };
 }
 
-/** The answer to every rollout command: the rollout as it now stands. */
-export function rolloutReply(ctx: AdminContext): string {
-  return serializeRollout({ rollout: rolloutJson(ctx.controller, ctx.config()) });
+/** The answer to every rollout command: the rollout as it now stands, and in a fleet whether the store has it. */
+export function rolloutReply(ctx: AdminContext, fleet?: FleetAck): string {
+  return serializeRollout({ rollout: rolloutJson(ctx.controller, ctx.config()), fleet });
 }
 
 function upstreamJson(ctx: AdminContext, name: UpstreamName) {
@@ -126,6 +127,7 @@ export function statusJson(ctx: AdminContext, withOverrides = false) {
     },
     overrides: withOverrides ? controller.effectiveOverrides() : undefined,
     version: VERSION,
+    fleet: ctx.fleet?.status() ?? null,
     time: new Date(ctx.clock()).toISOString(),
   };
 }

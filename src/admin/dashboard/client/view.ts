@@ -65,6 +65,7 @@ export function renderHeader(status: Status, skewMs: number): void {
   } else {
     since.textContent = 'no change recorded';
   }
+  renderFleet(status);
   const g = r.gate;
   $('gate').textContent = r.kill_reason
     ? `killed: ${r.kill_reason}`
@@ -77,6 +78,26 @@ export function renderHeader(status: Status, skewMs: number): void {
           : g.eligible_at
             ? `${g.next_percent} % in ${ago(Date.parse(g.eligible_at) - Date.now() - skewMs)} if rules keep passing`
             : `${g.next_percent} % once every rule passes`;
+}
+
+/** Fleet mode: the link to the store, the judge, the version, and what this sidecar has not shared yet. */
+function renderFleet(status: Status): void {
+  const f = status.fleet;
+  $('fleet-fact').hidden = !f;
+  if (!f) return;
+  const link =
+    f.state === 'awaiting_fleet'
+      ? 'awaiting first sync (legacy only)'
+      : f.connected
+        ? 'connected'
+        : 'DISCONNECTED (changes toward new refused)';
+  const judge = f.is_leader ? 'this sidecar judges' : f.leader ? `judge ${f.leader}` : 'judge unknown';
+  const version = f.version === null ? 'no version yet' : `v${f.version}`;
+  const pending = f.pending_changes > 0 ? ` · ${f.pending_changes} change(s) pending` : '';
+  const fleet = $('fleet');
+  fleet.textContent = `${link} · ${judge} · ${version}${pending}`;
+  fleet.title = f.last_sync ? `last sync ${f.last_sync}` : 'never synced';
+  fleet.dataset.state = f.state;
 }
 
 export function value(r: RuleJson, x: number | null): string {
