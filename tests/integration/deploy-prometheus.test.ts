@@ -143,7 +143,7 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
     expect(config.out).toContain('1 rule files found');
     const checked = await promtool('check', 'rules', RULES);
     expect(checked.code, checked.out).toBe(0);
-    expect(checked.out).toContain('14 rules found');
+    expect(checked.out).toContain('15 rules found');
   });
 
   it('passes the alert unit tests (promtool test rules)', async () => {
@@ -155,13 +155,18 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
   it('takes every SLO threshold from the veer_slo_rule_threshold_* series veer exports, never a number written in', () => {
     const slo = rules.groups
       .flatMap((g) => g.rules)
-      .filter((r) => /veer_ttfb_seconds|veer_request_outcomes/.test(r.expr));
+      .filter((r) =>
+        /veer_ttfb_seconds|veer_request_outcomes|veer_time_per_output_token|veer_answer_ends/.test(r.expr),
+      );
     expect(slo.map((r) => r.alert)).toEqual([
       'VeerNewTtfbP50OverSlo',
       'VeerNewTtfbP90OverSlo',
       'VeerNewTtfbP95OverSlo',
       'VeerNewTtfbP99OverSlo',
       'VeerNewErrorRateHigh',
+      'VeerNewDecodingSlow',
+      'VeerNewAnswersIncomplete',
+      'VeerNewInbandErrors',
     ]);
     for (const r of slo) {
       expect(r.expr, r.alert).toMatch(
@@ -182,9 +187,15 @@ describe.skipIf(requireProgram('promtool'))('docker/prometheus with promtool', (
       ['veer_slo_rule_threshold_seconds{metric="ttfb_p95"}', 'veer_slo_rule_threshold_seconds{metric="ttfb_p99"}'],
       ['state="killed"', 'state="kill"'],
       ['for: 1m', 'for: 5m'],
-      ['> 1.3 *', '> 3 *'],
-      ['> 0.005', '> 0.05'],
-      ['end=~"truncated|inband_error"', 'end=~"truncated"'],
+      ['veer_slo_rule_threshold_seconds{metric="tpot_p95"}', 'veer_slo_rule_threshold_seconds{metric="itl_p95"}'],
+      ['{upstream="new"}[10m])) >= 50', '{upstream="new"}[10m])) >= 5000'],
+      ['end="truncated"}', 'end=~"truncated|inband_error"}'],
+      ['veer_slo_rule_threshold_ratio{metric="incomplete_rate"}', 'veer_slo_rule_threshold_ratio{metric="error_rate"}'],
+      [
+        'veer_slo_rule_threshold_ratio{metric="inband_error_rate"}',
+        'veer_slo_rule_threshold_ratio{metric="incomplete_rate"}',
+      ],
+      ['end="inband_error"}', 'end="empty"}'],
       ['(veer_fleet_disconnected_seconds) > 60', '(veer_fleet_disconnected_seconds) > 600'],
     ];
     for (const [from, to] of mutations) {
@@ -229,6 +240,9 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
             'ttfb_p50 <= 5s',
             'ttfb_p90 <= 5s',
             'ttfb_p99 <= 5s',
+            'tpot_p95 <= 5s',
+            'incomplete_rate <= 50%',
+            'inband_error_rate <= 50%',
             { name: 'kv_cache', query: 'max(kv)', max: 0.95 },
           ],
           prometheus: { url: nowhere, timeout: '200ms' },
@@ -237,6 +251,14 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
       },
     });
     for (let i = 0; i < 30; i++) served.add(await complete(stack.url, `user-${i}`));
+    // One truncated answer and one in-band error, from legacy (no absolute rule judges it): the end classes
+    // the answer alerts select on exist.
+    for (const fault of [{ truncateRate: 1 }, { inbandErrorRate: 1 }]) {
+      stack.legacy.set(fault);
+      for (let i = 0; (await complete(stack.url, `user-${i}`)) !== 'legacy'; i++)
+        if (i > 30) throw new Error('no user on legacy');
+      stack.legacy.set({ truncateRate: 0, inbandErrorRate: 0 });
+    }
     // Until the guard has judged its rules once, the SLO gauges have no samples.
     const metrics = () => fetch(`${stack.adminUrl}/metrics`).then((r) => r.text());
     const deadline = Date.now() + 5000;
@@ -280,6 +302,8 @@ describe.skipIf(requireProgram('prometheus'))('alert rules and dashboard queries
       'veer_slo_rule_value_seconds',
       'veer_slo_rule_threshold_seconds',
       'veer_slo_rule_threshold_ratio',
+      'veer_answer_ends_total',
+      'veer_time_per_output_token_seconds_bucket',
     ])
       expect(names, expected).toContain(expected);
     expect(problemsAgainst(families, exprs)).toEqual([]);
