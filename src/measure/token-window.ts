@@ -2,6 +2,7 @@
 
 import { TDigest } from 'tdigest';
 import { type Centroid, quantileOf, totalCount } from './quantile.js';
+import { SliceRing } from './slice-ring.js';
 import {
   END_CLASS_INDEX,
   END_CLASSES,
@@ -110,9 +111,7 @@ export function tokenView(parts: TokenParts): TokenView {
  * its gaps, so nothing here runs per event.
  */
 export class TokenWindow {
-  private ring: TokenSlice[];
-  private sliceMs: number;
-  private openEpoch = -1;
+  private readonly ring: SliceRing<TokenSlice>;
   private readonly pendingTpot: number[] = [];
   private readonly pendingTps: number[] = [];
 
@@ -121,24 +120,16 @@ export class TokenWindow {
     slices: number,
     private readonly clock: () => number,
   ) {
-    this.sliceMs = windowMs / slices;
-    this.ring = Array.from({ length: slices }, () => new TokenSlice());
-  }
-
-  private slice(now: number): TokenSlice {
-    const epoch = Math.floor(now / this.sliceMs);
-    if (epoch !== this.openEpoch) {
-      this.digestPending();
-      this.openEpoch = epoch;
-      const s = this.ring[epoch % this.ring.length]!;
-      if (s.epoch !== epoch) s.reset(epoch);
-      return s;
-    }
-    return this.ring[epoch % this.ring.length]!;
+    this.ring = new SliceRing(
+      windowMs,
+      slices,
+      () => new TokenSlice(),
+      () => this.digestPending(),
+    );
   }
 
   record(t: TokenSummary): void {
-    const s = this.slice(this.clock());
+    const s = this.ring.at(this.clock());
     s.ends[END_CLASS_INDEX[t.end]]! += 1;
     // Gaps of a stream the client cut or held back may be the client's doing: only its end class counts.
     if (t.end === 'client_abort' || t.heldBack) return;
@@ -156,24 +147,17 @@ export class TokenWindow {
   }
 
   private digestPending(): void {
-    if (this.openEpoch < 0) return;
-    const s = this.ring[this.openEpoch % this.ring.length]!;
+    const s = this.ring.open;
+    if (s === undefined) return;
     if (this.pendingTpot.length > 0) s.tpot.push(this.pendingTpot);
     if (this.pendingTps.length > 0) s.tps.push(this.pendingTps);
     this.pendingTpot.length = 0;
     this.pendingTps.length = 0;
   }
 
-  private live(epoch: number): TokenSlice[] {
-    const out: TokenSlice[] = [];
-    for (const s of this.ring) if (s.epoch >= 0 && s.epoch > epoch - this.ring.length && s.epoch <= epoch) out.push(s);
-    return out;
-  }
-
-  /** The live slices' view; from `firstEpoch` on only (a step's own samples, as SlidingWindow.since). */
   snapshot(firstEpoch = Number.NEGATIVE_INFINITY): TokenView {
     this.digestPending();
-    const live = this.live(Math.floor(this.clock() / this.sliceMs)).filter((s) => s.epoch >= firstEpoch);
+    const live = this.ring.live(this.ring.epochOf(this.clock())).filter((s) => s.epoch >= firstEpoch);
     const ends = Object.fromEntries(END_CLASSES.map((c) => [c, 0])) as Record<EndClass, number>;
     const itl = new Float64Array(ITL_BUCKETS);
     let itlStreams = 0;
@@ -198,22 +182,9 @@ export class TokenWindow {
     });
   }
 
-  /** A reload's new window shape: each live slice moves whole into the new slice of its last moment (as window.ts). */
+  /** A reload's new window shape, keeping the samples (see SliceRing.reshape). */
   reshape(windowMs: number, slices: number): void {
     this.digestPending();
-    const now = this.clock();
-    const oldSliceMs = this.sliceMs;
-    const live = this.live(Math.floor(now / oldSliceMs));
-    this.sliceMs = windowMs / slices;
-    this.ring = Array.from({ length: slices }, () => new TokenSlice());
-    const epoch = Math.floor(now / this.sliceMs);
-    for (const old of live) {
-      const target = Math.min(epoch, Math.ceil(((old.epoch + 1) * oldSliceMs) / this.sliceMs) - 1);
-      if (target <= epoch - slices) continue;
-      const s = this.ring[target % slices]!;
-      if (s.epoch !== target) s.reset(target);
-      s.absorb(old);
-    }
-    this.openEpoch = -1;
+    this.ring.reshape(windowMs, slices, this.clock());
   }
 }

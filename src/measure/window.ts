@@ -3,6 +3,7 @@
 import { TDigest } from 'tdigest';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
 import { type Centroid, mergeSorted, quantileOf, totalCount } from './quantile.js';
+import { SliceRing } from './slice-ring.js';
 import type { TokenSummary } from './token-summary.js';
 import { type TokenView, TokenWindow } from './token-window.js';
 
@@ -87,11 +88,8 @@ export interface WindowOptions {
  * next rotation, and a snapshot merges only that cache with the open slice.
  */
 export class SlidingWindow {
-  /** window ÷ slices; changes only in reshape(). */
-  sliceMs: number;
-  private ring: Slice[];
+  private readonly ring: SliceRing<Slice>;
   private readonly clock: Clock;
-  private openEpoch = -1;
   private closedCache: { epoch: number; ttfb: Centroid[]; duration: Centroid[] } | undefined;
   private snapshotCache: { epoch: number; total: number; snapshot: WindowSnapshot } | undefined;
   /** Samples of the open slice not yet in its digests (see digestPending). */
@@ -100,24 +98,20 @@ export class SlidingWindow {
   readonly tokens: TokenWindow;
 
   constructor(options: WindowOptions) {
-    this.sliceMs = options.windowMs / options.slices;
     this.clock = options.clock;
-    this.ring = Array.from({ length: options.slices }, () => new Slice());
+    // Samples still waiting belong to the slice that was open when they came: digested before a rotation.
+    this.ring = new SliceRing(
+      options.windowMs,
+      options.slices,
+      () => new Slice(),
+      () => this.digestPending(),
+    );
     this.tokens = new TokenWindow(options.windowMs, options.slices, options.clock);
   }
 
-  /** The slice for `now`, rotating the ring when a new epoch begins. */
-  private slice(now: number): Slice {
-    const epoch = Math.floor(now / this.sliceMs);
-    if (epoch !== this.openEpoch) {
-      // Samples still waiting belong to the slice that was open when they came.
-      this.digestPending();
-      this.openEpoch = epoch;
-      const s = this.ring[epoch % this.ring.length]!;
-      if (s.epoch !== epoch) s.reset(epoch);
-      return s;
-    }
-    return this.ring[epoch % this.ring.length]!;
+  /** window ÷ slices; changes only in reshape(). */
+  get sliceMs(): number {
+    return this.ring.sliceMs;
   }
 
   /**
@@ -125,7 +119,7 @@ export class SlidingWindow {
    * `answer` is token accounting's summary, when the answer was scanned.
    */
   record(outcome: Outcome, ttfbMs: number | undefined, durationMs: number | undefined, answer?: TokenSummary): void {
-    const s = this.slice(this.clock());
+    const s = this.ring.at(this.clock());
     s.counts[OUTCOME_INDEX[outcome]]! += 1;
     if (answer !== undefined) {
       this.tokens.record(answer);
@@ -143,23 +137,17 @@ export class SlidingWindow {
    */
   private digestPending(): void {
     if (this.pendingTtfb.length === 0 && this.pendingDuration.length === 0) return;
-    const s = this.ring[this.openEpoch % this.ring.length]!;
+    const s = this.ring.open!;
     if (this.pendingTtfb.length > 0) s.ttfb.push(this.pendingTtfb);
     if (this.pendingDuration.length > 0) s.duration.push(this.pendingDuration);
     this.pendingTtfb.length = 0;
     this.pendingDuration.length = 0;
   }
 
-  private live(epoch: number): Slice[] {
-    const out: Slice[] = [];
-    for (const s of this.ring) if (s.epoch >= 0 && s.epoch > epoch - this.ring.length && s.epoch <= epoch) out.push(s);
-    return out;
-  }
-
   snapshot(): WindowSnapshot {
     this.digestPending();
-    const epoch = Math.floor(this.clock() / this.sliceMs);
-    const live = this.live(epoch);
+    const epoch = this.ring.epochOf(this.clock());
+    const live = this.ring.live(epoch);
     const open = live.find((s) => s.epoch === epoch);
     let total = 0;
     for (const s of live) for (const c of s.counts) total += c;
@@ -224,8 +212,8 @@ export class SlidingWindow {
   /** See WindowSnapshot.since: merged on each call (once per evaluation), not cached. */
   snapshotSince(at: number): WindowSnapshot {
     this.digestPending();
-    const epoch = Math.floor(this.clock() / this.sliceMs);
-    const live = this.live(epoch);
+    const epoch = this.ring.epochOf(this.clock());
+    const live = this.ring.live(epoch);
     const first = Math.ceil(at / this.sliceMs);
     if (live.every((s) => s.epoch >= first)) return this.snapshot();
     let ttfb: Centroid[] = [];
@@ -247,29 +235,12 @@ export class SlidingWindow {
     return this.view(outcomes, total, ttfb, duration, answerErrors, this.tokens.snapshot(first));
   }
 
-  /**
-   * Takes a new window length and slice count (a config reload) and keeps the samples it holds. Each live
-   * slice moves whole into the new slice that holds its last moment, so its samples leave the window when
-   * a sample of that moment would under the new slices (up to one new slice earlier or one old slice later
-   * than under the old ones); slices that end before the new window are dropped.
-   */
+  /** A reload's new window length and slice count, keeping the samples (see SliceRing.reshape). */
   reshape(windowMs: number, slices: number): void {
     this.digestPending();
     const now = this.clock();
-    const oldSliceMs = this.sliceMs;
-    const live = this.live(Math.floor(now / oldSliceMs));
-    this.sliceMs = windowMs / slices;
-    this.ring = Array.from({ length: slices }, () => new Slice());
-    const epoch = Math.floor(now / this.sliceMs);
-    for (const old of live) {
-      const target = Math.min(epoch, Math.ceil(((old.epoch + 1) * oldSliceMs) / this.sliceMs) - 1);
-      if (target <= epoch - slices) continue;
-      const s = this.ring[target % slices]!;
-      if (s.epoch !== target) s.reset(target);
-      s.absorb(old);
-    }
+    this.ring.reshape(windowMs, slices, now);
     this.tokens.reshape(windowMs, slices);
-    this.openEpoch = -1;
     this.closedCache = undefined;
     this.snapshotCache = undefined;
   }
@@ -278,7 +249,7 @@ export class SlidingWindow {
   centroidCount(): number {
     this.digestPending();
     let n = 0;
-    for (const s of this.ring) n += s.ttfb.size() + s.duration.size();
+    for (const s of this.ring.all) n += s.ttfb.size() + s.duration.size();
     return n;
   }
 }
