@@ -107,3 +107,42 @@ export function spawnVeer(args: string[], options: { env?: NodeJS.ProcessEnv; cw
     },
   };
 }
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `veer <args>` run to its end as a child process, with a clean environment (none of the machine's
+ * VEER_ADMIN, VEER_ADMIN_TOKEN or VEER_CONFIG leaks in) plus `env`; killed after 15 s. Asynchronous,
+ * because the veer it talks to may run in this process.
+ */
+export function runVeerCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  const clean = { ...process.env };
+  delete clean.VEER_ADMIN;
+  delete clean.VEER_ADMIN_TOKEN;
+  delete clean.VEER_CONFIG;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', `${REPO}src/cli/main.ts`, ...args], {
+      cwd: REPO,
+      env: { ...clean, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('utf8');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -1,12 +1,11 @@
 // The operator CLI prints what the admin API holds (reasons, actors, keys) with every control character escaped.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Veer } from '../../src/veer.js';
-import { REPO } from '../helpers/process.js';
+import { runVeerCli } from '../helpers/process.js';
 import { mustBuild, rawConfig, silentLogger } from '../helpers/stack.js';
 
 /**
@@ -53,33 +52,7 @@ beforeAll(async () => {
 });
 afterAll(() => veer.close());
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.VEER_ADMIN;
-    delete env.VEER_ADMIN_TOKEN;
-    delete env.VEER_CONFIG;
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', `${REPO}src/cli/main.ts`, ...args, '--admin', adminUrl, '--token-file', tokenFile],
-      { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('utf8');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runVeerCli([...args, '--admin', adminUrl, '--token-file', tokenFile]);
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: what must never reach the terminal.
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;

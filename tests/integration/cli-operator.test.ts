@@ -1,6 +1,5 @@
 // The operator CLI as a real child process against a real veer: every subcommand, text and --json, and its exit codes.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { Veer } from '../../src/veer.js';
-import { REPO } from '../helpers/process.js';
+import { runVeerCli } from '../helpers/process.js';
 import { silentLogger, stateFiles, unusedPort, waitFor } from '../helpers/stack.js';
 
 const OPERATOR = 'oncall-secret-0123456789';
@@ -21,39 +20,8 @@ interface Run {
   stderr: string;
 }
 
-/** A clean environment: nothing of the machine's VEER_* settings leaks into a run. */
-function baseEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.VEER_ADMIN;
-  delete env.VEER_ADMIN_TOKEN;
-  delete env.VEER_CONFIG;
-  return env;
-}
-
 /** `veer <args>` as a child process; asynchronous, because the veer it talks to runs in this process. */
-function veer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `${REPO}src/cli/main.ts`, ...args], {
-      cwd: REPO,
-      env: { ...baseEnv(), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('utf8');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const veer = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => runVeerCli(args, env);
 
 describe('veer operator commands against a running veer', () => {
   let legacy: MockUpstream;

@@ -1,6 +1,5 @@
 // Segments and the shadow through a running veer: routing by segment, kill, hot reload, status, metrics, CLI, audit.
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,37 +9,12 @@ import { type MockUpstream, startMockUpstream } from '../../bench/mock-upstream.
 import type { Status } from '../../src/admin/api-types.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { Veer } from '../../src/veer.js';
-import { REPO } from '../helpers/process.js';
+import { runVeerCli } from '../helpers/process.js';
 import { silentLogger } from '../helpers/stack.js';
 
 const TOKEN = 'shadow-operator-0123456789';
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, VEER_ADMIN_TOKEN: TOKEN };
-    delete env.VEER_ADMIN;
-    delete env.VEER_CONFIG;
-    const child = spawn(process.execPath, ['--import', 'tsx', `${REPO}src/cli/main.ts`, ...args], {
-      cwd: REPO,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('utf8');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runVeerCli(args, { VEER_ADMIN_TOKEN: TOKEN });
 
 describe('segments and shadow, operated', () => {
   let legacy: MockUpstream;
