@@ -16,6 +16,12 @@ export const ERROR_ROWS = [
   },
   {
     plane: 'proxy',
+    status: 503,
+    code: 'upstream_saturated',
+    when: "all of the upstream's `max_sockets` connections are busy and `max_pending` requests already wait, or this one waited longer than `pool_timeout` (nothing was sent; not counted as the upstream's error)",
+  },
+  {
+    plane: 'proxy',
     status: 504,
     code: 'upstream_timeout',
     when: 'no first body byte within `ttfb_timeout`, or no response headers in time',

@@ -71,6 +71,8 @@ export interface AccessFields {
   proto: string;
   status: number;
   outcome: string;
+  /** From dispatch to the request going out on a connection (or to its refusal); the other times start there. */
+  pool_wait_ms: number;
   ttfb_ms: number | null;
   headers_ms: number | null;
   duration_ms: number;
@@ -151,7 +153,7 @@ export function accessLogWriter(logger: Logger): AccessLogWriter {
         lastMs = ms;
         lastIso = new Date(ms).toISOString();
       }
-      pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}${tokenFields(f.tokens)}}\n`;
+      pending += `{"level":"info","time":"${lastIso}","service":"veer","msg":"request","upstream":${quote(f.upstream)},"reason":${quote(f.reason)},"bucket":${num(f.bucket)},"method":${quote(f.method)},"path":${quotePath(f.path)},"proto":${quote(f.proto)},"status":${num(f.status)},"outcome":${quote(f.outcome)},"pool_wait_ms":${num(f.pool_wait_ms)},"ttfb_ms":${num(f.ttfb_ms)},"headers_ms":${num(f.headers_ms)},"duration_ms":${num(f.duration_ms)},"bytes":${num(f.bytes)}${tokenFields(f.tokens)}}\n`;
     },
     flush() {
       if (pending === '') return;

@@ -20,7 +20,7 @@ import { createMetrics, type Metrics } from './metrics/registry.js';
 import { ProxyHandler } from './proxy/proxy.js';
 import { FrontListener } from './proxy/server.js';
 import { ShadowTraffic } from './proxy/shadow.js';
-import { Upstream } from './proxy/upstream.js';
+import { type PoolReading, Upstream } from './proxy/upstream.js';
 import { makeTable, type RoutingTable } from './routing/table.js';
 import { OutsideSignals } from './signals.js';
 import { AuditLog } from './state/audit.js';
@@ -116,6 +116,7 @@ export class Veer {
     });
     this.metrics.live.weightRatio = () => this.proxy.table.weightBp / 10_000;
     this.metrics.live.shadowRatio = () => this.proxy.table.shadowBp / 10_000;
+    this.metrics.live.pools = () => this.poolReadings();
     this.auth = new TokenAuth(config.admin.tokens);
     this.store = new StateStore(config.state.path);
     this.audit = new AuditLog(config.state.auditPath);
@@ -222,6 +223,11 @@ export class Veer {
     return this.proxy.table;
   }
 
+  /** Each current upstream pool's connections and waiting requests (an old pool draining after a reload is left out). */
+  private poolReadings(): Record<UpstreamName, PoolReading> {
+    return { legacy: this.upstreams.legacy.poolReading(), new: this.upstreams.new.poolReading() };
+  }
+
   private localWindows() {
     return { legacy: this.recorder.sideView('legacy'), new: this.recorder.sideView('new') };
   }
@@ -239,6 +245,7 @@ export class Veer {
       series: this.series,
       shadowInflight: () => this.shadow.inflight,
       segmentCounts: () => this.proxy.segmentCounts.bySegment,
+      pools: () => this.poolReadings(),
     });
   }
 

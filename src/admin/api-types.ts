@@ -42,6 +42,11 @@ export interface UpstreamStatus {
   /** Age of the oldest request still waiting for its first byte, ms (0 when none). */
   oldest_waiting_ms?: number;
   requests_total: number;
+  /** Connections open to the upstream, and requests waiting for one (all max_sockets busy, or one being opened). */
+  connected: number;
+  pending: number;
+  /** The connection cap; null: none. */
+  max_sockets: number | null;
 }
 
 /** Keys pinned to each side (GET/PUT /api/overrides, and in the status). */

@@ -1,8 +1,9 @@
 // What the admin routes read and drive, and the shape of a route before and after authentication.
 
-import type { Config } from '../config/types.js';
+import type { Config, UpstreamName } from '../config/types.js';
 import { type ChangeOutcome, type Controller, notPersistedError, settledOutcome } from '../guard/controller.js';
 import type { Recorder } from '../measure/recorder.js';
+import type { PoolReading } from '../proxy/upstream.js';
 import type { AuditLog } from '../state/audit.js';
 import type { FleetAck, FleetStatus } from './api-types.js';
 import type { AuthorizedHandler, Principal, TokenAuth } from './auth.js';
@@ -34,6 +35,8 @@ export interface AdminContext {
   shadowInflight?: () => number;
   /** Requests each segment routed since start, by side. */
   segmentCounts?: () => ReadonlyMap<string, { new: number; legacy: number }>;
+  /** Each upstream pool's connections and requests waiting for one. */
+  pools: () => Record<UpstreamName, PoolReading>;
 }
 
 export interface FleetView {

@@ -79,6 +79,9 @@ const upstream: Schema = {
     inflight: { type: 'integer' },
     oldest_waiting_ms: { type: 'number' },
     requests_total: { type: 'integer' },
+    connected: { type: 'integer' },
+    pending: { type: 'integer' },
+    max_sockets: { type: 'integer', nullable: true },
   },
 };
 

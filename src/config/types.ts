@@ -7,7 +7,11 @@ export interface UpstreamConfig {
   connectTimeoutMs: number;
   ttfbTimeoutMs: number;
   idleTimeoutMs: number;
-  maxSockets: number;
+  /** null: no cap (one connection per concurrent request, up to the fd limit). */
+  maxSockets: number | null;
+  /** Requests allowed to wait for a connection; null: no limit. */
+  maxPending: number | null;
+  poolTimeoutMs: number;
   keepAliveTimeoutMs: number;
   hostHeader: 'upstream' | 'client';
   tlsInsecure: boolean;

@@ -38,10 +38,14 @@ function compress(centroids: readonly Centroid[]): [number, number][] {
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
+const WIRE_OUTCOMES = OUTCOMES.filter((o) => o !== 'saturated');
+
 export function sideToWire(s: WindowSnapshot): SideWire {
   const outcomeErrors = s.outcomes.upstream_5xx + s.outcomes.connect_error + s.outcomes.timeout + s.outcomes.reset;
   return {
-    o: OUTCOMES.map((o) => s.outcomes[o]),
+    // Without `saturated` (the last): a sidecar of an earlier version sums the list by index into its own
+    // shorter one, and saturated requests count in no fleet figure.
+    o: WIRE_OUTCOMES.map((o) => s.outcomes[o]),
     t: compress(s.ttfbCentroids()),
     d: compress(s.durationCentroids()),
     a: s.errors - outcomeErrors,

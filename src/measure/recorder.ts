@@ -34,7 +34,10 @@ export interface StreamRecord {
   /** The status the client saw, 0 when none was sent. */
   status: number;
   outcome: Outcome;
+  /** When veer dispatched it to the upstream's pool. */
   startedAt: number;
+  /** When it went out on a connection (0: never); the upstream's timings start here, the pool wait ends. */
+  sentAt: number;
   headersAt: number;
   firstByteAt: number;
   endedAt: number;
@@ -75,6 +78,7 @@ class Batch {
   readonly headersMs = new Float64Array(BATCH_MAX);
   readonly totalMs = new Float64Array(BATCH_MAX);
   readonly bytes = new Float64Array(BATCH_MAX);
+  readonly poolWaitMs = new Float64Array(BATCH_MAX);
   /** Monotonic ms of the stream's end, for the log line's time. */
   readonly endedAt = new Float64Array(BATCH_MAX);
   // Token accounting (end -1 when the answer was not read; times NaN when not measured).
@@ -205,6 +209,8 @@ export class Recorder {
    * TTFB is the first body byte, or the response headers for a response without a body; it is
    * recorded whenever the upstream answered with a non-5xx status, since a client that leaves after
    * the first token (or an upstream that goes silent after it) still showed that token's latency. Duration is recorded for completed responses only.
+   * TTFB, headers and duration count from when the request went out on a connection: a wait for a free
+   * connection is veer's (its max_sockets), not the upstream's, and is logged apart as the pool wait.
    * The window (which the SLO guard reads) takes the stream now; metrics and the access log in a batch.
    */
   finished(r: StreamRecord & Partial<WaitingRecord>): void {
@@ -214,8 +220,9 @@ export class Recorder {
     const answered =
       r.outcome === 'ok' || r.outcome === 'reset' || r.outcome === 'client_abort' || r.outcome === 'timeout';
     const firstByteAt = r.firstByteAt > 0 ? r.firstByteAt : r.outcome === 'ok' ? r.headersAt : 0;
-    const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
-    const durationMs = r.outcome === 'ok' ? r.endedAt - r.startedAt : undefined;
+    const sentAt = r.sentAt > 0 ? r.sentAt : r.endedAt;
+    const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - sentAt : undefined;
+    const durationMs = r.outcome === 'ok' ? r.endedAt - sentAt : undefined;
     const t = r.tokens;
     this.windows[r.upstream].record(r.outcome, ttfbMs, durationMs, t);
     const b = this.batch;
@@ -230,8 +237,9 @@ export class Recorder {
     b.method[i] = r.method;
     b.path[i] = r.path;
     b.protocol[i] = r.protocol;
-    b.headersMs[i] = r.headersAt > 0 ? r.headersAt - r.startedAt : Number.NaN;
-    b.totalMs[i] = r.endedAt - r.startedAt;
+    b.headersMs[i] = r.headersAt > 0 ? r.headersAt - sentAt : Number.NaN;
+    b.totalMs[i] = r.endedAt - sentAt;
+    b.poolWaitMs[i] = sentAt - r.startedAt;
     b.bytes[i] = r.bytesOut;
     b.endedAt[i] = r.endedAt;
     if (t === undefined) b.end[i] = -1;
@@ -305,6 +313,7 @@ export class Recorder {
             proto: b.protocol[i]!,
             status: b.status[i]!,
             outcome: b.outcome[i]!,
+            pool_wait_ms: round(b.poolWaitMs[i]!),
             ttfb_ms: Number.isNaN(ttfb) ? null : round(ttfb),
             headers_ms: Number.isNaN(headers) ? null : round(headers),
             duration_ms: round(b.totalMs[i]!),

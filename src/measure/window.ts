@@ -54,7 +54,7 @@ class Slice {
 
 /** What a window holds at one moment; quantiles come from merged digests, computed once per snapshot. */
 export interface WindowSnapshot {
-  /** Requests judged for error rate: every outcome but client_abort. */
+  /** Requests judged for error rate: every outcome but client_abort and saturated. */
   requests: number;
   /** Outcome errors, plus answers relayed whole that were truncated or carried an in-band error. */
   errors: number;
@@ -189,7 +189,8 @@ export class SlidingWindow {
     answerErrors: number,
     tokens: TokenView,
   ): WindowSnapshot {
-    const requests = total - outcomes.client_abort;
+    // Neither a client that left nor a request veer refused for its own connection cap is the upstream's to answer.
+    const requests = total - outcomes.client_abort - outcomes.saturated;
     const errors = outcomes.upstream_5xx + outcomes.connect_error + outcomes.timeout + outcomes.reset + answerErrors;
     const ttfbTotal = totalCount(ttfb);
     const durationTotal = totalCount(duration);

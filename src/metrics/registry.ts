@@ -34,6 +34,8 @@ export interface LiveReadings {
   shadowInflight?: () => number;
   /** Token accounting's window figures (seconds, tokens/s, ratios); undefined where there are no samples. */
   tokenWindow?: () => Record<'legacy' | 'new', TokenWindowReading>;
+  /** Each upstream pool's open connections and requests waiting for one (undici's own counts). */
+  pools?: () => Record<'legacy' | 'new', { connected: number; pending: number }>;
 }
 
 /** veer_shadow_requests_total's `result`: how a copy ended, or why it was dropped before it was sent. */
@@ -142,7 +144,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     outcomes: new Counter({
       name: 'veer_request_outcomes_total',
-      help: 'Requests finished, by upstream and outcome class (ok, upstream_5xx, connect_error, timeout, reset, client_abort).',
+      help: 'Requests finished, by upstream and outcome class (ok, upstream_5xx, connect_error, timeout, reset, client_abort, saturated).',
       labelNames: ['upstream', 'outcome'] as const,
       registers,
       collect: flushRecorder,
@@ -224,6 +226,26 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'veer_rollout_stalled',
       help: '1 while the current step has stayed inconclusive for slo.inconclusive_limit, else 0.',
       registers,
+    }),
+    upstreamPending: new Gauge({
+      name: 'veer_upstream_pending_requests',
+      help: 'Requests waiting for a connection to the upstream (all max_sockets busy, or one being opened), by upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const p = live.pools?.();
+        if (p) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, p[upstream].pending);
+      },
+    }),
+    upstreamConnections: new Gauge({
+      name: 'veer_upstream_connections',
+      help: 'Connections open to the upstream (idle in the pool or carrying a request), by upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        const p = live.pools?.();
+        if (p) for (const upstream of ['legacy', 'new'] as const) this.set({ upstream }, p[upstream].connected);
+      },
     }),
     weight: new Gauge({
       name: 'veer_routing_weight_ratio',

@@ -8,6 +8,7 @@ export { errorBody, type ProxyErrorCode } from '../errors.js';
 /** Each proxy error code's status, from the catalogue in src/errors.ts. */
 export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   upstream_unavailable: statusOf('upstream_unavailable'),
+  upstream_saturated: statusOf('upstream_saturated'),
   upstream_timeout: statusOf('upstream_timeout'),
   upstream_reset: statusOf('upstream_reset'),
   bad_gateway: statusOf('bad_gateway'),

@@ -12,6 +12,7 @@ import type { WaitingList, WaitingRecord } from '../measure/waiting.js';
 import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
 import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
 import { type OutHeaders, withoutHopByHop } from './headers.js';
+import { poolTimeoutMessage, saturatedBeforeDispatch } from './pool-wait.js';
 import type { Upstream } from './upstream.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
@@ -101,6 +102,10 @@ function onClientStalled(exchange: Exchange): void {
   exchange.clientStalled();
 }
 
+function onPoolTimeout(exchange: Exchange): void {
+  exchange.poolTimedOut();
+}
+
 function onFirstByteTimeout(exchange: Exchange): void {
   exchange.firstByteTimedOut();
 }
@@ -130,6 +135,11 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   fallback = false;
   /** When the request went to its current upstream (a fallback starts legacy's clock afresh). */
   startedAt = performance.now();
+  /**
+   * When undici put the request on a connection and began sending it (0: not yet). The upstream's timings
+   * (TTFB, headers, duration) and ttfb_timeout start here; the time before is the pool wait.
+   */
+  sentAt = 0;
   phase: Phase = Phase.Connecting;
   // Links of the recorder's list of requests waiting for their first byte (see measure/waiting.ts).
   waitPrev: WaitingRecord | null = null;
@@ -147,6 +157,9 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private readonly downstream: Downstream;
   private readonly observer: ResponseObserver | undefined;
   private controller: Dispatcher.DispatchController | undefined;
+  /** The pool this request waits in for a connection (counted in its `pending`), until undici takes it. */
+  private waitingIn: Upstream | undefined;
+  /** pool_timeout while waiting for a connection, then ttfb_timeout until the first body byte. */
   private timer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
   /** idle_timeout between body chunks, from the first one on (before it, the first-byte timer runs). */
@@ -178,7 +191,13 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     const up = this.ctx.upstreams[this.upstream];
     this.ctx.recorder.started(this);
     if (up.config.hostHeader === 'upstream') this.headers.host = up.host;
-    this.timer = setTimeout(onFirstByteTimeout, up.config.ttfbTimeoutMs, this);
+    const saturated = saturatedBeforeDispatch(up);
+    if (saturated !== undefined) {
+      this.fail('saturated', 'upstream_saturated', saturated);
+      return;
+    }
+    up.pending++;
+    this.waitingIn = up;
     try {
       up.pool.dispatch(
         {
@@ -192,14 +211,35 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       );
     } catch (err) {
       // undici refuses some requests synchronously (e.g. a header it will not send).
+      this.leavePool();
       this.fail('reset', 'bad_request', `request cannot be forwarded: ${(err as Error).message}`);
+      return;
     }
+    // A free connection takes the request within dispatch(); otherwise it waits (none free, or one being
+    // opened), for pool_timeout at most.
+    if (this.phase === Phase.Connecting) this.timer = setTimeout(onPoolTimeout, up.config.poolTimeoutMs, this);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    const up = this.waitingIn ?? this.ctx.upstreams[this.upstream];
+    this.leavePool();
+    // Refused while it waited, or the client left: it leaves undici's queue only now, on a connection.
     if (this.phase === Phase.Done) controller.abort(kClientGone);
-    else this.phase = Phase.Requesting;
+    else {
+      this.phase = Phase.Requesting;
+      this.sentAt = performance.now();
+      clearTimeout(this.timer);
+      this.timer = setTimeout(onFirstByteTimeout, up.config.ttfbTimeoutMs, this);
+    }
+  }
+
+  /** undici took the request off its queue (onto a connection, or failed it): it no longer waits. */
+  private leavePool(): void {
+    if (this.waitingIn !== undefined) {
+      this.waitingIn.pending--;
+      this.waitingIn = undefined;
+    }
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, upstream: IncomingHttpHeaders): void {
@@ -273,6 +313,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.leavePool();
     if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
     const code = (err as NodeJS.ErrnoException).code ?? '';
@@ -331,18 +372,20 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.controller?.abort(kIdle);
   }
 
-  /** Called by the first-byte timer. */
+  /** Called by the pool timer: no connection for pool_timeout. */
+  poolTimedOut(): void {
+    if (this.phase !== Phase.Connecting || this.waitingIn === undefined) return;
+    this.endedAt = performance.now();
+    // undici keeps it queued (it has no way to take a request back): onRequestStart aborts it if it starts.
+    this.fail('saturated', 'upstream_saturated', poolTimeoutMessage(this.waitingIn));
+  }
+
+  /** Called by the first-byte timer, which runs from onRequestStart (the controller is set). */
   firstByteTimedOut(): void {
     if (this.phase === Phase.Done || this.firstByteAt !== 0) return;
     this.timedOut = true;
-    if (this.controller) {
-      this.clientSlow = this.waitingForClientBody();
-      this.controller.abort(kTimeout);
-    } else {
-      // Still queued or connecting: answer now; onRequestStart aborts it if it ever starts.
-      this.endedAt = performance.now();
-      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
-    }
+    this.clientSlow = this.waitingForClientBody();
+    this.controller?.abort(kTimeout);
   }
 
   /**
@@ -377,6 +420,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.controller = undefined;
     this.phase = Phase.Connecting;
     this.endedAt = 0;
+    this.sentAt = 0;
     // Legacy's TTFB is legacy's own: the time lost on new's failed connect is not its doing.
     this.startedAt = performance.now();
     this.start();

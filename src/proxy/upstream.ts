@@ -1,8 +1,18 @@
-// One keep-alive connection pool per upstream, on undici, with the upstream's timeouts.
+// One keep-alive connection pool per upstream, on undici, with the upstream's timeouts and its count of requests waiting for a connection.
 
 import { buildConnector, Pool } from 'undici';
 import type { UpstreamConfig, UpstreamName } from '../config/types.js';
 import { WarmConnector } from './preconnect.js';
+
+/** One upstream pool's connections and requests at one moment. */
+export interface PoolReading {
+  /** Open connections. */
+  connected: number;
+  /** Requests waiting for a connection (none free, or one being opened). */
+  pending: number;
+  /** Requests sent on a connection and not finished. */
+  running: number;
+}
 
 export class Upstream {
   readonly pool: Pool;
@@ -12,6 +22,12 @@ export class Upstream {
   readonly host: string;
   /** Connections opened at start (upstreams.*.preconnect), handed to the first requests. */
   readonly warm: WarmConnector;
+  /**
+   * Requests dispatched to the pool and not yet on a connection (undici's `pending`: queued for a free
+   * connection, or assigned to one being opened). Kept here, not read from `pool.stats`, because that
+   * walks every connection and max_pending is checked on every request.
+   */
+  pending = 0;
 
   constructor(
     readonly name: UpstreamName,
@@ -45,6 +61,17 @@ export class Upstream {
     // The first requests after a start find a connection open, not a connect to wait for.
     if (config.preconnect !== undefined && config.preconnect > 0)
       this.warm.warm(url, Math.min(config.preconnect, config.maxSockets));
+  }
+
+  /** max_pending requests already wait for a connection: one more is refused. */
+  full(): boolean {
+    return this.config.maxPending !== null && this.pending >= this.config.maxPending;
+  }
+
+  /** The pool as undici counts it, read at scrape and status time (it walks every connection). */
+  poolReading(): PoolReading {
+    const stats = this.pool.stats;
+    return { connected: stats.connected, pending: stats.pending, running: stats.running };
   }
 
   /** Same settings as another config: the pool can be kept across a reload. */

@@ -31,6 +31,8 @@ async function setup(behavior: { tokens: number; tokenIntervalMs: number }) {
     ttfbTimeoutMs: 5000,
     idleTimeoutMs: 5000,
     maxSockets: 4,
+    maxPending: null,
+    poolTimeoutMs: 5000,
     keepAliveTimeoutMs: 1000,
     hostHeader: 'upstream',
     tlsInsecure: false,

@@ -284,7 +284,9 @@ describe('config validation', () => {
       connectTimeoutMs: 2000,
       ttfbTimeoutMs: 30_000,
       idleTimeoutMs: 60_000,
-      maxSockets: 1024,
+      maxSockets: null,
+      maxPending: null,
+      poolTimeoutMs: 10_000,
     });
     expect(c.rollout).toMatchObject({ id: 'r1', salt: 'r1', weightBp: 0, stepsBp: [], autoPromote: true });
     expect(c.routing.keys).toEqual([

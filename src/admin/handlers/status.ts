@@ -66,6 +66,7 @@ export function rolloutReply(ctx: AdminContext, fleet?: FleetAck): string {
 
 function upstreamJson(ctx: AdminContext, name: UpstreamName) {
   const window = ctx.recorder.windows[name].snapshot();
+  const pool = ctx.pools()[name];
   const quantileMs = (q: number) => {
     const value = window.ttfbQuantile(q);
     return value === undefined ? null : Math.round(value * 1000) / 1000;
@@ -82,6 +83,9 @@ function upstreamJson(ctx: AdminContext, name: UpstreamName) {
     inflight: ctx.recorder.inflight[name],
     oldest_waiting_ms: Math.round(ctx.recorder.waiting[name].oldestAgeMs(performance.now())),
     requests_total: ctx.recorder.finishedTotal[name],
+    connected: pool.connected,
+    pending: pool.pending,
+    max_sockets: ctx.config().upstreams[name].maxSockets,
   };
 }
 
