@@ -157,8 +157,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private readonly downstream: Downstream;
   private readonly observer: ResponseObserver | undefined;
   private controller: Dispatcher.DispatchController | undefined;
-  /** The pool this request waits in for a connection (counted in its `pending`), until undici takes it. */
-  private waitingIn: Upstream | undefined;
+  /** The pool undici holds this request in (counted in its `inPool`) until its last callback. */
+  private dispatchedTo: Upstream | undefined;
   /** pool_timeout while waiting for a connection, then ttfb_timeout until the first body byte. */
   private timer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
@@ -196,8 +196,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       this.fail('saturated', 'upstream_saturated', saturated);
       return;
     }
-    up.pending++;
-    this.waitingIn = up;
+    up.inPool++;
+    this.dispatchedTo = up;
     try {
       up.pool.dispatch(
         {
@@ -222,23 +222,22 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    const up = this.waitingIn ?? this.ctx.upstreams[this.upstream];
-    this.leavePool();
     // Refused while it waited, or the client left: it leaves undici's queue only now, on a connection.
     if (this.phase === Phase.Done) controller.abort(kClientGone);
     else {
       this.phase = Phase.Requesting;
       this.sentAt = performance.now();
       clearTimeout(this.timer);
-      this.timer = setTimeout(onFirstByteTimeout, up.config.ttfbTimeoutMs, this);
+      const ttfbTimeoutMs = (this.dispatchedTo ?? this.ctx.upstreams[this.upstream]).config.ttfbTimeoutMs;
+      this.timer = setTimeout(onFirstByteTimeout, ttfbTimeoutMs, this);
     }
   }
 
-  /** undici took the request off its queue (onto a connection, or failed it): it no longer waits. */
+  /** undici is done with the request (its last callback): it no longer takes a place in the pool. */
   private leavePool(): void {
-    if (this.waitingIn !== undefined) {
-      this.waitingIn.pending--;
-      this.waitingIn = undefined;
+    if (this.dispatchedTo !== undefined) {
+      this.dispatchedTo.inPool--;
+      this.dispatchedTo = undefined;
     }
   }
 
@@ -303,6 +302,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   }
 
   onResponseEnd(): void {
+    this.leavePool();
     if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
     // The upstream answered before the request body was in (413, 401, 429...): the client gets the answer
@@ -374,10 +374,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   /** Called by the pool timer: no connection for pool_timeout. */
   poolTimedOut(): void {
-    if (this.phase !== Phase.Connecting || this.waitingIn === undefined) return;
+    if (this.phase !== Phase.Connecting || this.dispatchedTo === undefined) return;
     this.endedAt = performance.now();
     // undici keeps it queued (it has no way to take a request back): onRequestStart aborts it if it starts.
-    this.fail('saturated', 'upstream_saturated', poolTimeoutMessage(this.waitingIn));
+    this.fail('saturated', 'upstream_saturated', poolTimeoutMessage(this.dispatchedTo));
   }
 
   /** Called by the first-byte timer, which runs from onRequestStart (the controller is set). */

@@ -4,11 +4,12 @@ import type { Upstream } from './upstream.js';
 
 /**
  * Why a request cannot join the upstream's wait for a connection, or undefined when it can. Checked
- * before dispatch: max_pending requests already wait (undici's own queue, counted in `Upstream.pending`).
+ * before dispatch: all max_sockets connections are taken and max_pending requests already wait.
  */
 export function saturatedBeforeDispatch(up: Upstream): string | undefined {
   if (!up.full()) return undefined;
-  return `${up.name} upstream is saturated: ${up.pending} requests already wait for a connection (max_pending ${up.config.maxPending}${capText(up)})`;
+  const waiting = up.inPool - (up.config.maxSockets ?? 0);
+  return `${up.name} upstream is saturated: all connections busy and ${waiting} requests already wait for one (max_pending ${up.config.maxPending}${capText(up)})`;
 }
 
 /** Why a request that waited pool_timeout for a connection is answered 503 upstream_saturated. */

@@ -23,11 +23,11 @@ export class Upstream {
   /** Connections opened at start (upstreams.*.preconnect), handed to the first requests. */
   readonly warm: WarmConnector;
   /**
-   * Requests dispatched to the pool and not yet on a connection (undici's `pending`: queued for a free
-   * connection, or assigned to one being opened). Kept here, not read from `pool.stats`, because that
-   * walks every connection and max_pending is checked on every request.
+   * Requests dispatched to the pool that undici has not finished (on a connection, or waiting for one):
+   * undici's `size`. Kept here, not read from `pool.stats`, which walks every connection: max_pending is
+   * checked on every request.
    */
-  pending = 0;
+  inPool = 0;
 
   constructor(
     readonly name: UpstreamName,
@@ -63,9 +63,13 @@ export class Upstream {
       this.warm.warm(url, Math.min(config.preconnect, config.maxSockets));
   }
 
-  /** max_pending requests already wait for a connection: one more is refused. */
+  /**
+   * All max_sockets connections carry or await a request and max_pending more wait: one more is refused.
+   * Without a cap nothing waits for a connection to free, so max_pending has nothing to bound.
+   */
   full(): boolean {
-    return this.config.maxPending !== null && this.pending >= this.config.maxPending;
+    const { maxSockets, maxPending } = this.config;
+    return maxSockets !== null && maxPending !== null && this.inPool >= maxSockets + maxPending;
   }
 
   /** The pool as undici counts it, read at scrape and status time (it walks every connection). */

@@ -57,6 +57,8 @@ const FIELDS: [string, unknown, unknown, string][] = [
   ['upstreams.new.ttfb_timeout', '1m', '1y', 'must be a duration'],
   ['upstreams.new.idle_timeout', '90s', 'soon', 'must be a duration'],
   ['upstreams.new.max_sockets', 64, 0, 'must be >= 1'],
+  ['upstreams.new.max_pending', 0, -1, 'must be >= 0'],
+  ['upstreams.new.pool_timeout', '2s', 'later', 'must be a duration'],
   ['upstreams.new.keep_alive_timeout', '10s', '-', 'must be a duration'],
   ['upstreams.new.host_header', 'client', 'server', 'must be one of "upstream", "client"'],
   ['upstreams.new.tls_insecure', true, 'yes', 'must be boolean'],
