@@ -1,7 +1,15 @@
 // The outcome classes of a proxied stream and which of them count against an upstream.
 
 /** `saturated` comes last: the fleet's wire format lists counts in this order (see fleet/merge.ts). */
-export const OUTCOMES = ['ok', 'upstream_5xx', 'connect_error', 'timeout', 'reset', 'client_abort', 'saturated'] as const;
+export const OUTCOMES = [
+  'ok',
+  'upstream_5xx',
+  'connect_error',
+  'timeout',
+  'reset',
+  'client_abort',
+  'saturated',
+] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 export const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = {

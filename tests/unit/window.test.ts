@@ -337,9 +337,10 @@ describe('window outcome counters', () => {
     ['timeout', 3],
     ['reset', 2],
     ['client_abort', 16],
+    ['saturated', 9],
   ];
 
-  it('counts each outcome class and leaves client aborts out of the error rate', () => {
+  it('counts each outcome class and leaves client aborts and saturated refusals out of the error rate', () => {
     const window = new SlidingWindow({ windowMs: MINUTE, slices: 6, clock: () => 1_000 });
     for (const [outcome, n] of mix) for (let i = 0; i < n; i++) window.record(outcome, undefined, undefined);
     const s = window.snapshot();
