@@ -17,6 +17,21 @@ export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   unsupported_transfer_encoding: statusOf('unsupported_transfer_encoding'),
 };
 
+/** Errors that undici reports before the request was written: nothing reached the upstream. */
+export const CONNECT_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
 /** The error veer destroys an HTTP/2 stream with when its upstream failed after the headers went out. */
 export const UPSTREAM_FAILED_MID_STREAM = new Error('upstream failed mid-stream');
 

@@ -10,8 +10,8 @@ import type { Recorder, StreamRecord } from '../measure/recorder.js';
 import type { TokenSummary } from '../measure/token-summary.js';
 import type { WaitingList, WaitingRecord } from '../measure/waiting.js';
 import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
-import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
-import { type OutHeaders, withoutHopByHop } from './headers.js';
+import { CONNECT_ERROR_CODES, ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import { type OutHeaders, RESPONSE_HOP_BY_HOP, withoutHopByHop } from './headers.js';
 import { poolTimeoutMessage, saturatedBeforeDispatch } from './pool-wait.js';
 import type { Upstream } from './upstream.js';
 
@@ -63,36 +63,6 @@ export const Phase = {
   Done: 4,
 } as const;
 export type Phase = (typeof Phase)[keyof typeof Phase];
-
-/**
- * Response headers that belong to one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2; node's HTTP/2 refuses
- * to send them), and `trailer`: veer does not relay trailers, so it does not announce them.
- */
-const RESPONSE_HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'http2-settings',
-  'trailer',
-]);
-
-/** Errors that undici reports before the request was written: nothing reached the upstream. */
-const CONNECT_ERROR_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_CLOSED',
-  'UND_ERR_DESTROYED',
-]);
 
 const kTimeout = new Error('time to first byte exceeded');
 const kIdle = new Error('upstream silent for longer than idle_timeout');

@@ -34,3 +34,18 @@ export function withoutHopByHop(
   }
   return out;
 }
+
+/**
+ * Response headers that belong to one connection (RFC 9110 §7.6.1, RFC 9113 §8.2.2; node's HTTP/2 refuses
+ * to send them), and `trailer`: veer does not relay trailers, so it does not announce them.
+ */
+export const RESPONSE_HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'http2-settings',
+  'trailer',
+]);
