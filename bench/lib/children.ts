@@ -46,6 +46,11 @@ export function spawnNode(args: string[], options: SpawnOptions): ChildProcess {
   return track(spawn(process.execPath, args, { cwd: CWD, ...options }));
 }
 
+/** Another program as a child (nginx), killed with the rest if the run is interrupted. */
+export function spawnProgram(command: string, args: string[], options: SpawnOptions): ChildProcess {
+  return track(spawn(command, args, { cwd: CWD, ...options }));
+}
+
 /** Resolves when the child has exited; sends SIGTERM, then SIGKILL after `graceMs`. */
 export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

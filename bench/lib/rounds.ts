@@ -11,9 +11,12 @@ export interface RoundOutput {
 export interface Alternated<T> {
   direct: T[];
   veer: T[];
-  /** Rounds on the references asked for: the bare forwarder, the TCP relay. */
+  /** Rounds on the references asked for: the bare forwarder, the TCP relay, NGINX. */
   bare: T[];
   relay: T[];
+  nginx: T[];
+  /** Per reference round: its process's CPU µs per ok unit (for references that can tell their CPU). */
+  refCpuUsPerOk: Partial<Record<Side, number[]>>;
   /** veer's user+sys CPU seconds over its rounds only. */
   veerCpuS: number;
   /** The user-mode part of veerCpuS (the rest is the kernel's, mostly socket reads and writes). */
@@ -27,13 +30,15 @@ export async function alternate<T extends RoundOutput>(
   rounds: number,
   veer: VeerProcess,
   run: (side: Side, round: number) => Promise<T>,
-  options: { references?: Side[] } = {},
+  options: { references?: Side[]; cpuOf?: Partial<Record<Side, () => number>> } = {},
 ): Promise<Alternated<T>> {
   const out: Alternated<T> = {
     direct: [],
     veer: [],
     bare: [],
     relay: [],
+    nginx: [],
+    refCpuUsPerOk: {},
     veerCpuS: 0,
     veerUserS: 0,
     veerOk: 0,
@@ -41,11 +46,17 @@ export async function alternate<T extends RoundOutput>(
   };
   for (let round = 0; round < rounds; round++) {
     for (const side of sidesOf(round, options.references)) {
+      const refCpu = options.cpuOf?.[side];
+      const refBefore = refCpu?.();
       const before = veer.cpu();
       const r = await run(side, round);
       const after = veer.cpu();
       const cpu = after.total - before.total;
       out[side].push(r);
+      if (refCpu && refBefore !== undefined) {
+        out.refCpuUsPerOk[side] ??= [];
+        out.refCpuUsPerOk[side].push(r.ok > 0 ? ((refCpu() - refBefore) * 1e6) / r.ok : Number.NaN);
+      }
       if (side === 'veer') {
         out.veerCpuS += cpu;
         out.veerUserS += after.user - before.user;

@@ -134,7 +134,7 @@ export function metricValue(text: string, name: string): number | undefined {
 
 /** A process on the same path as veer, measured like it, for reference. */
 export interface Reference {
-  side: ReferenceKind;
+  side: ReferenceKind | 'nginx';
   /** How the report names it: "reference: <label>". */
   label: string;
   url: string;

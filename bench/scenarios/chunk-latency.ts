@@ -4,6 +4,7 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { type Side, sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { startNginx } from '../lib/nginx.js';
 import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
@@ -26,6 +27,8 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
   // The same build with token accounting off, measured in the same run (interleaved A/B rounds below).
   const veerOff = await startVeer(mocks.legacy.url, mocks.new.url, { extra: { measure: { token_accounting: false } } });
   const references = q ? [] : await startReferences(['bare', 'relay'], mocks.legacy.url);
+  const nginx = await startNginx(mocks.legacy.url, mocks.new.url, 20);
+  if (nginx) references.push(nginx);
   const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
   const figures: Figure[] = [];
   const notes: string[] = [];
@@ -36,6 +39,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       bare: benchPool(urlOf('bare'), params.streams),
       relay: benchPool(urlOf('relay'), params.streams),
       veerOff: benchPool(veerOff.url, params.streams),
+      nginx: benchPool(urlOf('nginx'), params.streams),
     };
     let key = 0;
     /**
@@ -176,6 +180,16 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
           value: cpuPerEvent(ref.side).us,
         }),
       ),
+      ...(nginx
+        ? [
+            figure({
+              key: 'chunk.cpu_per_event_vs_nginx',
+              label: 'CPU per relayed SSE event, veer ÷ NGINX',
+              unit: 'x',
+              value: cpuUs / cpuPerEvent('nginx').us,
+            }),
+          ]
+        : []),
     );
     const abCpu = (rounds: typeof ab.on) => {
       const s = rounds.reduce((a, x) => a + (x.cpu?.s ?? 0), 0);
@@ -224,7 +238,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       `Token accounting A/B: ${params.abRounds} rounds each on two veer processes of the same build (measure.token_accounting true/false), interleaved; CPU per event per round on ${ab.on.map((x) => ((x.cpu!.s * 1e6) / Math.max(1, x.cpu!.events)).toFixed(1)).join(', ')} µs, off ${ab.off.map((x) => ((x.cpu!.s * 1e6) / Math.max(1, x.cpu!.events)).toFixed(1)).join(', ')} µs.`,
     );
     const loops = r.veer.map((x) => x.loop!);
-    const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay].map((x) => x.clientWaitMsPerS);
+    const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay, ...r.nginx].map((x) => x.clientWaitMsPerS);
     notes.push(
       `veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s. The bench client waited for a CPU ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s across all rounds.`,
       `${d.count} direct and ${v.count} veer gaps; ${params.streams} streams open at once, ${(params.streams * 1000) / params.tokenIntervalMs} events/s; failed streams ${failed}.`,

@@ -6,6 +6,7 @@ import type { ScenarioContext } from '../lib/context.js';
 import { call } from '../lib/ipc.js';
 import { sleep } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { startNginx } from '../lib/nginx.js';
 import { fdLimit } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import type { HolderCounts } from '../lib/stream-holder.js';
@@ -128,6 +129,14 @@ export async function streams(ctx: ScenarioContext): Promise<ScenarioResult> {
       `Event-loop delay is veer's own veer_nodejs_eventloop_lag_p99_seconds over the hold (${(hold.eldRawS * 1000).toFixed(1)} ms) minus its 10 ms sampling interval, which the histogram includes.`,
       `While holding: ${hold.events} events relayed in ${hold.seconds.toFixed(1)} s, ${hold.liveAtEnd} streams had an event in the last 2.5 s; failures through veer ${through.failed} ${JSON.stringify(through.errors)}, direct ${direct.failed} ${JSON.stringify(direct.errors)}.`,
     );
+    await sleep(2000);
+    await nginxReference(mocks, count, params.directHoldSeconds, extraRss / Math.max(1, through.ok), {
+      openAll,
+      all,
+      figures,
+      notes,
+      ctx,
+    });
   } finally {
     await noteGuard(veer, notes);
     await Promise.all(workers.map((w) => stopChild(w, 5000)));
@@ -169,4 +178,63 @@ async function holdThrough(
     eldRawS,
     eldP99Ms: Math.max(0, eldRawS - ELD_RESOLUTION_S) * 1000,
   };
+}
+
+/**
+ * The same streams through NGINX (when installed), held for the direct phase's time: its RSS per stream
+ * (single process, from its own baseline) and veer's ÷ it. NGINX's split sends 20 % to new, as veer's.
+ */
+async function nginxReference(
+  mocks: { legacy: { url: string }; new: { url: string } },
+  count: number,
+  holdSeconds: number,
+  veerRssPerStream: number,
+  io: {
+    openAll: (url: string, n: number, prefix: string) => Promise<HolderCounts[]>;
+    all: <T>(type: string) => Promise<T[]>;
+    figures: Figure[];
+    notes: string[];
+    ctx: ScenarioContext;
+  },
+): Promise<void> {
+  const nginx = await startNginx(mocks.legacy.url, mocks.new.url, 20);
+  if (!nginx) {
+    io.notes.push('NGINX is not installed: no NGINX rows (scripts/install-system-deps.sh installs it).');
+    return;
+  }
+  try {
+    await sleep(500);
+    const baseRss = nginx.rss();
+    io.ctx.log(`streams: ${count} streams through NGINX (baseline RSS ${(baseRss / 2 ** 20).toFixed(1)} MiB)`);
+    await io.openAll(nginx.url, count, 'nginx');
+    await sleep(holdSeconds * 1000);
+    const rss = nginx.rss();
+    const held = sum(await io.all<HolderCounts>('close'));
+    const perStream = (rss - baseRss) / Math.max(1, held.ok);
+    io.figures.push(
+      figure({
+        key: 'streams.nginx_held',
+        label: `reference: NGINX, streams held for ${holdSeconds} s`,
+        unit: 'count',
+        value: held.ok,
+      }),
+      figure({
+        key: 'streams.nginx_rss_kib_per_stream',
+        label: 'reference: NGINX RSS per extra stream',
+        unit: 'KiB',
+        value: perStream / 1024,
+      }),
+      figure({
+        key: 'streams.rss_per_stream_vs_nginx',
+        label: 'RSS per stream, veer ÷ NGINX',
+        unit: 'x',
+        value: veerRssPerStream / perStream,
+      }),
+    );
+    io.notes.push(
+      `NGINX (one process, no master, keep-alive upstreams, proxy_buffering off): RSS ${(baseRss / 2 ** 20).toFixed(1)} → ${(rss / 2 ** 20).toFixed(1)} MiB holding ${held.ok} streams for ${holdSeconds} s; failures ${held.failed} ${JSON.stringify(held.errors)}.`,
+    );
+  } finally {
+    await nginx.stop();
+  }
 }

@@ -7,6 +7,7 @@ import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { h2Sessions, h2Timed } from '../lib/h2-client.js';
 import { closedLoop, fixedRate, type Side } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { startNginx } from '../lib/nginx.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { median, Samples, usSince } from '../lib/samples.js';
@@ -32,6 +33,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
   // References measured in the same run (not in quick mode): see 1b.
   const bare = q ? undefined : await startReference('bare', mocks.legacy.url);
+  const nginx = q ? undefined : await startNginx(mocks.legacy.url, mocks.new.url, 20);
   const figures: Figure[] = [];
   const notes: string[] = [];
   try {
@@ -91,7 +93,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
     // 1b. The same load on references measured in the same run: veer without its access log, and a bare
     // undici forwarder. They tell how much of veer's cost is its own work and how fast this machine is today.
     if (bare) {
-      ctx.log('throughput: references (access log off, bare undici forwarder)');
+      ctx.log(`throughput: references (access log off, bare undici forwarder${nginx ? ', NGINX' : ''})`);
       const quiet = await startVeer(mocks.legacy.url, mocks.new.url, {
         extra: { log: { level: 'info', access: false } },
       });
@@ -99,6 +101,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
         const refs = [
           { name: 'quiet', url: quiet.url, cpu: () => quiet.cpu().total, perRound: [] as number[] },
           { name: 'bare', url: bare.url, cpu: () => bare.cpu().total, perRound: [] as number[] },
+          ...(nginx ? [{ name: 'nginx', url: nginx.url, cpu: () => nginx.cpu().total, perRound: [] as number[] }] : []),
         ];
         for (const ref of refs) await cannon(ref.url, 1);
         for (let round = 0; round < params.rounds; round++) {
@@ -122,6 +125,27 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
             value: median(refs[1]!.perRound),
           }),
         );
+        if (nginx) {
+          const nginxUs = median(refs[2]!.perRound);
+          figures.push(
+            figure({
+              key: 'h1.cpu_us_per_req_nginx',
+              label: 'reference: NGINX (bench/lib/nginx.ts), same load',
+              unit: 'us',
+              value: nginxUs,
+            }),
+            figure({
+              key: 'h1.cpu_per_req_vs_nginx',
+              label: 'proxy CPU per request at saturation, veer ÷ NGINX',
+              unit: 'x',
+              value: acCpu / nginxUs,
+              target: { of: 'value', max: 3.5 },
+            }),
+          );
+          notes.push(
+            `NGINX CPU per request by round: ${refs[2]!.perRound.map((v) => v.toFixed(1)).join(', ')} µs; one process without a master, split_clients on x-user-id, keep-alive upstreams, proxy_buffering off, access lines to a buffered file.`,
+          );
+        }
       } finally {
         await quiet.stop();
       }
@@ -269,7 +293,7 @@ export async function throughput(ctx: ScenarioContext): Promise<ScenarioResult> 
       `Client, veer and the mock upstreams share the machine's ${'2'} cores, so req/s through veer is bounded by the CPU veer takes from the others, not only by veer's own cost.`,
     );
   } finally {
-    await endScenario(notes, veer, bare ? [bare] : [], mocks);
+    await endScenario(notes, veer, [...(bare ? [bare] : []), ...(nginx ? [nginx] : [])], mocks);
   }
   return run.result(params, figures, notes);
 }

@@ -4,10 +4,11 @@ import type { ScenarioContext } from '../lib/context.js';
 import { benchPool, chatRequest, timedRequest } from '../lib/h1-client.js';
 import { closedLoop, type Side } from '../lib/load.js';
 import { startMockHost } from '../lib/mocks.js';
+import { startNginx } from '../lib/nginx.js';
 import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
-import { Samples, usSince } from '../lib/samples.js';
+import { median, Samples, usSince } from '../lib/samples.js';
 import { endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
@@ -33,8 +34,12 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   });
   const veer = await startVeer(mocks.legacy.url, mocks.new.url);
   // The same path through the smallest undici forwarder (what any Node HTTP proxy adds on this machine
-  // today) and through a raw TCP relay (what one more process on the path adds, with no HTTP at all).
-  const references = q ? [] : await startReferences(['bare', 'relay'], mocks.legacy.url);
+  // today), through a raw TCP relay (what one more process on the path adds, with no HTTP at all), and
+  // through NGINX doing veer's split (when installed). The 200-stream targets are relative to the bare
+  // forwarder's figures in the same rounds, the 1,000-stream p99 one to NGINX's.
+  const references = await startReferences(q ? ['bare'] : ['bare', 'relay'], mocks.legacy.url);
+  const nginx = await startNginx(mocks.legacy.url, mocks.new.url, WEIGHT_PERCENT);
+  if (nginx) references.push(nginx);
   const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
   const figures: Figure[] = [];
   const notes: string[] = [];
@@ -46,6 +51,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         veer: benchPool(veer.url, n),
         bare: benchPool(urlOf('bare'), n),
         relay: benchPool(urlOf('relay'), n),
+        nginx: benchPool(urlOf('nginx'), n),
       };
       const round = async (side: Side, ms: number) => {
         const ttfb = new Samples();
@@ -88,10 +94,11 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       ctx.log(`ttfb-overhead: ${n} streams, warm-up`);
       await round('direct', q ? 600 : 2000);
       await round('veer', q ? 600 : 2000);
-      for (const ref of references) await round(ref.side, 2000);
+      for (const ref of references) await round(ref.side, q ? 600 : 2000);
       ctx.log(`ttfb-overhead: ${n} streams, ${params.rounds} rounds`);
       const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
         references: references.map((ref) => ref.side),
+        cpuOf: nginx ? { nginx: () => nginx.cpu().total } : {},
       });
       await Promise.all(Object.values(pools).map((p) => p.close()));
       const pooled = (side: Side) => Samples.pooled(r[side].map((x) => x.ttfb));
@@ -102,7 +109,11 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
       const share = (100 * onNew) / Math.max(1, total);
       const sigma = 100 * Math.sqrt((0.2 * 0.8) / Math.max(1, total));
-      const strict = level === 0;
+      const first = level === 0;
+      // The 200-stream targets were absolute (added ≤ 0.3 ms at p50, ≤ 1.5 ms at p99); they are now
+      // relative to the bare forwarder in the same rounds (see relativeToBare) and shown as information.
+      const former = (added: number, max: number) =>
+        first ? `former target added ≤ ${max} ms: ${added <= max ? 'met' : 'not met'}` : undefined;
       figures.push(
         figure({
           key: `c${n}.ttfb_p50`,
@@ -110,7 +121,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           unit: 'ms',
           direct: d.percentile(50),
           veer: v.percentile(50),
-          target: strict ? { of: 'added', max: 0.3 } : undefined,
+          note: former(v.percentile(50) - d.percentile(50), 0.3),
         }),
         figure({
           key: `c${n}.ttfb_p99`,
@@ -118,8 +129,11 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           unit: 'ms',
           direct: d.percentile(99),
           veer: v.percentile(99),
-          target: { of: 'added', max: strict ? 1.5 : 8 },
+          target: first ? undefined : { of: 'added', max: 8 },
+          note: former(v.percentile(99) - d.percentile(99), 1.5),
         }),
+        ...(first && r.bare.length > 0 ? relativeToBare(n, r) : []),
+        ...(nginx ? versusNginx(n, v, pooled('nginx'), !first) : []),
         ...references.flatMap((ref) =>
           [50, 99].map((p) =>
             figure({
@@ -144,12 +158,31 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
           value: (r.veerCpuS * 1e6) / Math.max(1, r.veerOk),
         }),
       );
+      const nginxCpu = r.refCpuUsPerOk.nginx;
+      if (nginxCpu && nginxCpu.length > 0) {
+        const veerCpu = (r.veerCpuS * 1e6) / Math.max(1, r.veerOk);
+        const nginxUs = median(nginxCpu);
+        figures.push(
+          figure({
+            key: `c${n}.nginx_cpu_us_per_stream`,
+            label: `${n} streams: reference: NGINX, CPU per stream`,
+            unit: 'us',
+            value: nginxUs,
+          }),
+          figure({
+            key: `c${n}.cpu_vs_nginx`,
+            label: `${n} streams: CPU per stream, veer ÷ NGINX`,
+            unit: 'x',
+            value: veerCpu / nginxUs,
+          }),
+        );
+      }
       const perRound = r.veer.map((x, i) => {
         const dd = r.direct[i]!.ttfb;
         return `${(x.ttfb.percentile(50) - dd.percentile(50)).toFixed(2)}/${(x.ttfb.percentile(99) - dd.percentile(99)).toFixed(2)}`;
       });
       const loops = r.veer.map((x) => x.loop!);
-      const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay].map((x) => x.clientWaitMsPerS);
+      const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay, ...r.nginx].map((x) => x.clientWaitMsPerS);
       notes.push(
         `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
         `${n} streams: ${d.count} direct and ${v.count} veer TTFB samples; added p50/p99 per round (ms): ${perRound.join(', ')}; share on new ${share.toFixed(2)} % of ${total} streams (binomial σ ${sigma.toFixed(2)} points); failed ${failed}.`,
@@ -157,10 +190,69 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
     }
     notes.push(
       `Each of the N loops runs one stream after another (TTFB ${params.upstreamTtfbMs} ms, ${params.tokens} tokens ${params.tokenIntervalMs} ms apart, a new x-user-id each), over its own keep-alive connection; TTFB is request start to the first body byte (the first token event), measured in the client with process.hrtime.bigint. Direct goes to the legacy mock; through veer ${100 - WEIGHT_PERCENT}/${WEIGHT_PERCENT} to legacy/new, both in the same mock process.`,
+      `NGINX (${nginx ? 'in this run' : 'not installed: no NGINX rows'}) runs as one unprivileged process without a master, on its own temporary prefix: split_clients on x-user-id at the same ${WEIGHT_PERCENT} % to new, keep-alive upstream pools, proxy_buffering off, an access line per request to a buffered file (bench/lib/nginx.ts).`,
       `Timer and scheduling jitter (the mock's 50 ms timer, and each process waiting for a CPU, as above) land on every side; they move p50 by a few tenths of a millisecond and p99 by several milliseconds from round to round, so read p99 with the per-round values and the reference rows. The bare forwarder is a Node HTTP proxy with none of veer's work; the TCP relay is a Node process that pipes bytes and parses nothing, so the gap between the two is the cost of Node's HTTP stacks (parsing, framing, streams) on this machine, and the relay's own figure is that of one more process hop.`,
     );
   } finally {
     await endScenario(notes, veer, references, mocks);
   }
   return run.result(params, figures, notes);
+}
+
+type Rounds = { direct: { ttfb: Samples }[]; veer: { ttfb: Samples }[]; bare: { ttfb: Samples }[] };
+
+/**
+ * The 200-stream targets, relative to the bare undici forwarder measured in the same rounds: what veer
+ * adds over direct at p50 may exceed what the forwarder adds by 0.1 ms, at p99 by 15 %. Each side's
+ * added TTFB is taken per round (against that round's direct figure) and the median of rounds compared,
+ * so one round disturbed by the machine's other work moves neither side much. Why relative: on this
+ * host every Node HTTP hop pays several times its saturated cost at this load (idle vCPUs are halted at
+ * once and woken per packet), so an absolute bound measures the machine as much as veer.
+ */
+function relativeToBare(n: number, r: Rounds): Figure[] {
+  const added = (side: 'veer' | 'bare', p: number) =>
+    median(r[side].map((x, i) => x.ttfb.percentile(p) - r.direct[i]!.ttfb.percentile(p)));
+  const bare50 = added('bare', 50);
+  const bare99 = added('bare', 99);
+  return [
+    figure({
+      key: `c${n}.added_p50_vs_bare`,
+      label: `${n} streams: added TTFB p50, median of rounds (bare forwarder's ${bare50.toFixed(3)} ms + 0.1 ms)`,
+      unit: 'ms',
+      value: added('veer', 50),
+      target: { of: 'value', max: bare50 + 0.1 },
+    }),
+    figure({
+      key: `c${n}.added_p99_vs_bare`,
+      label: `${n} streams: added TTFB p99, median of rounds (bare forwarder's ${bare99.toFixed(3)} ms × 1.15)`,
+      unit: 'ms',
+      value: added('veer', 99),
+      target: { of: 'value', max: bare99 * 1.15 },
+    }),
+  ];
+}
+
+/** veer against NGINX in the same rounds: the ratios, and at 1,000 streams the target p99 ≤ NGINX's + 5 ms. */
+function versusNginx(n: number, veer: Samples, nginx: Samples, target: boolean): Figure[] {
+  return [
+    figure({
+      key: `c${n}.ttfb_p50_vs_nginx`,
+      label: `${n} streams: TTFB p50, veer ÷ NGINX`,
+      unit: 'x',
+      value: veer.percentile(50) / nginx.percentile(50),
+    }),
+    figure({
+      key: `c${n}.ttfb_p99_vs_nginx`,
+      label: `${n} streams: TTFB p99, veer ÷ NGINX`,
+      unit: 'x',
+      value: veer.percentile(99) / nginx.percentile(99),
+    }),
+    figure({
+      key: `c${n}.ttfb_p99_minus_nginx`,
+      label: `${n} streams: TTFB p99, veer minus NGINX`,
+      unit: 'ms',
+      value: veer.percentile(99) - nginx.percentile(99),
+      target: target ? { of: 'value', max: 5 } : undefined,
+    }),
+  ];
 }
