@@ -185,9 +185,11 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
       this.fail('reset', 'bad_request', `request cannot be forwarded: ${(err as Error).message}`);
       return;
     }
-    // A free connection takes the request within dispatch(); otherwise it waits (none free, or one being
-    // opened), for pool_timeout at most.
-    if (this.phase === Phase.Connecting) this.timer = setTimeout(onPoolTimeout, up.config.poolTimeoutMs, this);
+    // Behind max_sockets busy connections it waits in undici's queue, for pool_timeout at most (opening a
+    // connection of its own is connect_timeout's to bound). Most requests never arm this timer.
+    if (up.queues() && this.phase === Phase.Connecting) {
+      this.timer = setTimeout(onPoolTimeout, up.config.poolTimeoutMs, this);
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

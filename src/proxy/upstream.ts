@@ -72,6 +72,11 @@ export class Upstream {
     return maxSockets !== null && maxPending !== null && this.inPool >= maxSockets + maxPending;
   }
 
+  /** A request just dispatched (and counted) found every one of max_sockets connections taken: it queues. */
+  queues(): boolean {
+    return this.config.maxSockets !== null && this.inPool > this.config.maxSockets;
+  }
+
   /** The pool as undici counts it, read at scrape and status time (it walks every connection). */
   poolReading(): PoolReading {
     const stats = this.pool.stats;
