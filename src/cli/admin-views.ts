@@ -96,6 +96,8 @@ export function statusView(s: Status): string {
       percent(u.error_rate),
       String(u.samples ?? 0),
       String(u.inflight ?? 0),
+      // Requests waiting for a connection to this upstream (its max_sockets all busy).
+      String(u.pending ?? 0),
       u.url ?? '',
     ];
   };
@@ -111,7 +113,10 @@ export function statusView(s: Status): string {
   return [
     rolloutView(s.rollout) + (s.fleet ? fleetView(s.fleet) : ''),
     `window TTFB over the last ${duration(s.slo.window_ms)}:`,
-    table(['upstream', 'p50', 'p95', 'p99', 'errors', 'samples', 'in-flight', 'url'], [up('legacy'), up('new')]),
+    table(
+      ['upstream', 'p50', 'p95', 'p99', 'errors', 'samples', 'in-flight', 'waiting', 'url'],
+      [up('legacy'), up('new')],
+    ),
     '',
     printable(`SLO rules (on breach: ${s.slo.on_breach ?? '?'}; evaluated ${s.slo.evaluated_at ?? 'not yet'}):`),
     rules.length > 0

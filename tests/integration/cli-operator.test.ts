@@ -101,9 +101,9 @@ describe('veer operator commands against a running veer', () => {
     expect(r.stdout).toMatch(/^step +1 of 4 \(steps 1%, 5%, 25%, 100%\)$/m);
     expect(r.stdout).toMatch(/^latch +off$/m);
     expect(r.stdout).toMatch(/^last change +\S+Z +start by config: rollout cli-test started/m);
-    expect(r.stdout).toMatch(/^upstream +p50 +p95 +p99 +errors +samples +in-flight +url$/m);
+    expect(r.stdout).toMatch(/^upstream +p50 +p95 +p99 +errors +samples +in-flight +waiting +url$/m);
     expect(r.stdout).toMatch(
-      new RegExp(`^new +\\d+\\.\\d ms +\\d+\\.\\d ms +\\d+\\.\\d ms +0\\.00% +8 +0 +${next.url}$`, 'm'),
+      new RegExp(`^new +\\d+\\.\\d ms +\\d+\\.\\d ms +\\d+\\.\\d ms +0\\.00% +8 +0 +0 +${next.url}$`, 'm'),
     );
     expect(r.stdout).toMatch(/^legacy +\d+\.\d ms .* 0\.00% +8 +0 /m);
     expect(r.stdout).toMatch(/^ttfb_p95 <= 550ms +\d+\.\d ms +550\.0 ms +8\/5 +PASS$/m);
