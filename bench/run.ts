@@ -82,7 +82,7 @@ async function main(): Promise<number> {
   const base = quick ? 'quick' : 'latest';
   installCleanup();
   // A bench that hangs would hold thousands of sockets on a shared machine: give up after a bound.
-  const budgetMs = (quick ? 3 : 15) * 60_000;
+  const budgetMs = (quick ? 3 : 20) * 60_000;
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: still running after ${budgetMs / 60_000} min; stopping\n`);
     killChildren();
