@@ -9,7 +9,7 @@ import type { Upstream } from './upstream.js';
 export function saturatedBeforeDispatch(up: Upstream): string | undefined {
   if (!up.full()) return undefined;
   const waiting = up.inPool - (up.config.maxSockets ?? 0);
-  return `${up.name} upstream is saturated: all connections busy and ${waiting} requests already wait for one (max_pending ${up.config.maxPending}${capText(up)})`;
+  return `${up.name} upstream is saturated: every connection is busy and ${waiting} waiting for one (max_pending ${up.config.maxPending}${capText(up)})`;
 }
 
 /** Why a request that waited pool_timeout for a connection is answered 503 upstream_saturated. */

@@ -156,6 +156,26 @@ describe('the upstream connection cap (max_sockets 2)', () => {
     await Promise.all(held.map((h) => h.res.body.text()));
   });
 
+  it('lets max_pending streams wait beyond the cap and refuses the next one at once (max_pending 1)', async () => {
+    const v = await start({ max_pending: 1 });
+    const held = [await v.open('a'), await v.open('b')];
+    const waiting = v.open('c');
+    await untilPending(v.pending, 1);
+    const refused = await v.open('d');
+    expect(refused.res.statusCode).toBe(503);
+    expect(((await refused.res.body.json()) as { error: { message: string } }).error.message).toContain(
+      '1 waiting for one (max_pending 1, max_sockets 2)',
+    );
+    upstream!.releaseOne();
+    await held[0]!.res.body.text();
+    const served = await waiting;
+    expect(served.res.statusCode).toBe(200);
+    expect(upstream!.received()).toBe(3);
+    upstream!.releaseOne();
+    upstream!.releaseOne();
+    await Promise.all([held[1]!.res.body.text(), served.res.body.text()]);
+  });
+
   it('answers a stream that waited pool_timeout with 503 upstream_saturated, and never sends it later', async () => {
     const v = await start({ pool_timeout: '300ms' });
     const held = [await v.open('a'), await v.open('b')];
