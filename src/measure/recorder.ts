@@ -35,9 +35,12 @@ export interface StreamRecord {
   status: number;
   outcome: Outcome;
   /** When veer dispatched it to the upstream's pool. */
+  dispatchedAt: number;
+  /**
+   * When it went out on a connection: the upstream's timings start here and the pool wait ends (its end
+   * when it never went out).
+   */
   startedAt: number;
-  /** When it went out on a connection (0: never); the upstream's timings start here, the pool wait ends. */
-  sentAt: number;
   headersAt: number;
   firstByteAt: number;
   endedAt: number;
@@ -190,6 +193,14 @@ export class Recorder {
     this.waiting[r.upstream].add(r);
   }
 
+  /**
+   * The request went out on a connection: from now it waits for its first byte (a wait for a connection
+   * before it is veer's, not the upstream's, so it does not count toward a hang).
+   */
+  sent(r: WaitingRecord & { upstream: UpstreamName }): void {
+    this.waiting[r.upstream].add(r);
+  }
+
   /** The first body byte arrived: the request no longer waits. */
   firstByte(r: WaitingRecord): void {
     r.waitList?.remove(r);
@@ -220,9 +231,8 @@ export class Recorder {
     const answered =
       r.outcome === 'ok' || r.outcome === 'reset' || r.outcome === 'client_abort' || r.outcome === 'timeout';
     const firstByteAt = r.firstByteAt > 0 ? r.firstByteAt : r.outcome === 'ok' ? r.headersAt : 0;
-    const sentAt = r.sentAt > 0 ? r.sentAt : r.endedAt;
-    const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - sentAt : undefined;
-    const durationMs = r.outcome === 'ok' ? r.endedAt - sentAt : undefined;
+    const ttfbMs = answered && firstByteAt > 0 ? firstByteAt - r.startedAt : undefined;
+    const durationMs = r.outcome === 'ok' ? r.endedAt - r.startedAt : undefined;
     const t = r.tokens;
     this.windows[r.upstream].record(r.outcome, ttfbMs, durationMs, t);
     const b = this.batch;
@@ -237,9 +247,9 @@ export class Recorder {
     b.method[i] = r.method;
     b.path[i] = r.path;
     b.protocol[i] = r.protocol;
-    b.headersMs[i] = r.headersAt > 0 ? r.headersAt - sentAt : Number.NaN;
-    b.totalMs[i] = r.endedAt - sentAt;
-    b.poolWaitMs[i] = sentAt - r.startedAt;
+    b.headersMs[i] = r.headersAt > 0 ? r.headersAt - r.startedAt : Number.NaN;
+    b.totalMs[i] = r.endedAt - r.startedAt;
+    b.poolWaitMs[i] = r.startedAt - r.dispatchedAt;
     b.bytes[i] = r.bytesOut;
     b.endedAt[i] = r.endedAt;
     if (t === undefined) b.end[i] = -1;

@@ -103,13 +103,15 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   endedAt = 0;
   bytesOut = 0;
   fallback = false;
-  /** When the request went to its current upstream (a fallback starts legacy's clock afresh). */
-  startedAt = performance.now();
+  /** When the request was dispatched to its current upstream's pool (a fallback starts afresh). */
+  dispatchedAt = performance.now();
   /**
-   * When undici put the request on a connection and began sending it (0: not yet). The upstream's timings
-   * (TTFB, headers, duration) and ttfb_timeout start here; the time before is the pool wait.
+   * When undici put the request on a connection and began sending it: the upstream's timings (TTFB,
+   * headers, duration) and ttfb_timeout start here; the time before is the pool wait. Until then the
+   * dispatch time; the end time for a request that never went out.
    */
-  sentAt = 0;
+  startedAt = this.dispatchedAt;
+  private sent = false;
   phase: Phase = Phase.Connecting;
   // Links of the recorder's list of requests waiting for their first byte (see measure/waiting.ts).
   waitPrev: WaitingRecord | null = null;
@@ -159,7 +161,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
 
   start(): void {
     const up = this.ctx.upstreams[this.upstream];
-    this.ctx.recorder.started(this);
+    // In flight from now; waiting for its first byte (the hang watch) only once it is sent.
+    this.ctx.recorder.started(this.upstream);
     if (up.config.hostHeader === 'upstream') this.headers.host = up.host;
     const saturated = saturatedBeforeDispatch(up);
     if (saturated !== undefined) {
@@ -198,7 +201,9 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     if (this.phase === Phase.Done) controller.abort(kClientGone);
     else {
       this.phase = Phase.Requesting;
-      this.sentAt = performance.now();
+      this.sent = true;
+      this.startedAt = performance.now();
+      this.ctx.recorder.sent(this);
       clearTimeout(this.timer);
       const ttfbTimeoutMs = (this.dispatchedTo ?? this.ctx.upstreams[this.upstream]).config.ttfbTimeoutMs;
       this.timer = setTimeout(onFirstByteTimeout, ttfbTimeoutMs, this);
@@ -384,6 +389,7 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
   private retryOnLegacy(): void {
     clearTimeout(this.timer);
     this.outcome = 'connect_error';
+    if (!this.sent) this.startedAt = this.endedAt;
     this.ctx.recorder.finished(this);
     this.outcome = 'ok';
     this.ctx.onFallback();
@@ -392,9 +398,10 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.controller = undefined;
     this.phase = Phase.Connecting;
     this.endedAt = 0;
-    this.sentAt = 0;
+    this.sent = false;
     // Legacy's TTFB is legacy's own: the time lost on new's failed connect is not its doing.
-    this.startedAt = performance.now();
+    this.dispatchedAt = performance.now();
+    this.startedAt = this.dispatchedAt;
     this.start();
   }
 
@@ -425,6 +432,8 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     clearTimeout(this.stallTimer);
     clearTimeout(this.idleTimer);
     if (this.endedAt === 0) this.endedAt = performance.now();
+    // Never sent: it waited in the pool until now, and no upstream timing started.
+    if (!this.sent) this.startedAt = this.endedAt;
     this.outcome = outcome;
     // Before the recorder: the observer's conclusion (token accounting's summary) is part of the record.
     if (this.observer !== undefined) this.observer.onEnd(outcome);

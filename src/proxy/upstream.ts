@@ -60,7 +60,7 @@ export class Upstream {
     });
     // The first requests after a start find a connection open, not a connect to wait for.
     if (config.preconnect !== undefined && config.preconnect > 0)
-      this.warm.warm(url, Math.min(config.preconnect, config.maxSockets));
+      this.warm.warm(url, Math.min(config.preconnect, config.maxSockets ?? config.preconnect));
   }
 
   /**

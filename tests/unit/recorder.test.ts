@@ -38,7 +38,7 @@ function stream(
     protocol: 'h2',
     status: 200,
     startedAt,
-    sentAt: startedAt,
+    dispatchedAt: startedAt,
     headersAt: rel.headers === undefined ? 0 : startedAt + rel.headers,
     firstByteAt: rel.firstByte === undefined ? 0 : startedAt + rel.firstByte,
     endedAt: startedAt + (rel.end ?? 1_000),
