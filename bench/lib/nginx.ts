@@ -49,10 +49,9 @@ function nginxConfig(dir: string, port: number, legacyUrl: string, newUrl: strin
   return `daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile 65536;
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} warn;
-events { worker_connections 30000; multi_accept on; }
+events { worker_connections 20000; multi_accept on; }
 http {
   client_body_temp_path ${join(dir, 'body')};
   proxy_temp_path ${join(dir, 'proxy')};
