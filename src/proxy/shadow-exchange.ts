@@ -8,7 +8,7 @@ import type { Upstream } from './upstream.js';
 
 /** How a copy ended: an outcome judged like a real request's, or `cancelled` by veer (shutdown, reload). */
 export interface ShadowEnd {
-  outcome: Exclude<Outcome, 'client_abort'> | 'cancelled';
+  outcome: Exclude<Outcome, 'client_abort' | 'saturated'> | 'cancelled';
   status: number;
   /** From sending the copy to new's first body byte (or its headers, for an empty answer). */
   ttfbMs: number | undefined;
