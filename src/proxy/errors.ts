@@ -17,8 +17,8 @@ export const ERROR_STATUS: Readonly<Record<ProxyErrorCode, number>> = {
   unsupported_transfer_encoding: statusOf('unsupported_transfer_encoding'),
 };
 
-/** Errors that undici reports before the request was written: nothing reached the upstream. */
-export const CONNECT_ERROR_CODES = new Set([
+/** Errors that say the upstream cannot be reached at all (refused, unresolvable, unroutable, connect timeout). */
+export const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
   'EAI_AGAIN',
@@ -28,6 +28,14 @@ export const CONNECT_ERROR_CODES = new Set([
   'ENETDOWN',
   'EADDRNOTAVAIL',
   'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/**
+ * Errors that undici reports before the request was written: nothing reached the upstream. A pool closed
+ * or destroyed under a waiting request counts too (a shadow copy's own pool closing does not: see there).
+ */
+export const CONNECT_ERROR_CODES: ReadonlySet<string> = new Set([
+  ...UNREACHABLE_CODES,
   'UND_ERR_CLOSED',
   'UND_ERR_DESTROYED',
 ]);

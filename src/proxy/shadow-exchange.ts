@@ -3,6 +3,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { Outcome } from '../measure/outcome.js';
+import { UNREACHABLE_CODES } from './errors.js';
 import type { OutHeaders } from './headers.js';
 import type { Upstream } from './upstream.js';
 
@@ -16,17 +17,7 @@ export interface ShadowEnd {
 }
 
 /** Errors undici reports before the copy was written (as for a real request: new is not reachable). */
-const CONNECT_ERROR_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
+const CONNECT_ERROR_CODES = UNREACHABLE_CODES;
 
 const kTimeout = new Error('shadow copy timed out');
 const kCancelled = new Error('shadow copy cancelled');
