@@ -17,7 +17,12 @@ export interface RunningPrometheus {
   targetsUp: (count: number, timeoutMs?: number) => Promise<void>;
 }
 
-export async function startPrometheus(binary: string, targets: string[]): Promise<RunningPrometheus> {
+/** `jobName` labels the scraped targets (`job="..."` in queries). */
+export async function startPrometheus(
+  binary: string,
+  targets: string[],
+  jobName = 'targets',
+): Promise<RunningPrometheus> {
   const dir = mkdtempSync(join(tmpdir(), 'veer-prometheus-'));
   const config = join(dir, 'prometheus.yml');
   writeFileSync(
@@ -27,7 +32,7 @@ export async function startPrometheus(binary: string, targets: string[]): Promis
       '  scrape_interval: 1s',
       '  scrape_timeout: 1s',
       'scrape_configs:',
-      '  - job_name: targets',
+      `  - job_name: ${jobName}`,
       '    static_configs:',
       `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
       '',

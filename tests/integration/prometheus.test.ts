@@ -1,14 +1,12 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { programPath, requireProgram } from '../helpers/programs.js';
 import { parseExposition, samplesOf } from '../helpers/prom-text.js';
+import { type RunningPrometheus, startPrometheus } from '../helpers/prometheus.js';
 import { seededRandom } from '../helpers/random.js';
-import { type Stack, startStack, unusedPort } from '../helpers/stack.js';
+import { type Stack, startStack } from '../helpers/stack.js';
 
 const skip = requireProgram('prometheus', 'promtool');
 const PROMETHEUS = programPath('prometheus') ?? 'prometheus';
@@ -49,10 +47,8 @@ const NEW_ERROR_RATE = 0.1;
 
 describe.skipIf(skip)('a real Prometheus scraping veer', () => {
   let stack: Stack;
-  let prometheus: ChildProcess | undefined;
+  let prometheus: RunningPrometheus | undefined;
   let promUrl = '';
-  let dir = '';
-  let promLog = '';
 
   async function query(promql: string): Promise<VectorSample[]> {
     const res = await request(`${promUrl}/api/v1/query?query=${encodeURIComponent(promql)}`);
@@ -85,61 +81,14 @@ describe.skipIf(skip)('a real Prometheus scraping veer', () => {
       next: { ttfb: NEW_TTFB, tokens: 3, tokenIntervalMs: 2, errorRate: NEW_ERROR_RATE, random: seededRandom(63) },
       config: { rollout: { weight: 100 }, routing: { overrides: { legacy: ['pinned-to-legacy'] } } },
     });
-    dir = mkdtempSync(join(tmpdir(), 'veer-prometheus-'));
-    const config = join(dir, 'prometheus.yml');
-    writeFileSync(
-      config,
-      [
-        'global:',
-        '  scrape_interval: 1s',
-        '  scrape_timeout: 1s',
-        '  evaluation_interval: 1s',
-        'scrape_configs:',
-        '  - job_name: veer',
-        '    metrics_path: /metrics',
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${stack.veer.adminAddress!.port}']`,
-        '',
-      ].join('\n'),
-    );
-    const port = await unusedPort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prometheus = spawn(
-      PROMETHEUS,
-      [
-        `--config.file=${config}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prometheus.stdout!.on('data', (d) => (promLog += d));
-    prometheus.stderr!.on('data', (d) => (promLog += d));
-    let up = false;
-    const deadline = Date.now() + 15_000;
-    while (!up) {
-      if (prometheus.exitCode !== null) throw new Error(`prometheus exited (${prometheus.exitCode}):\n${promLog}`);
-      if (Date.now() > deadline) throw new Error(`veer's target never came up in prometheus:\n${promLog}`);
-      try {
-        const res = await request(`${promUrl}/api/v1/targets?state=active`);
-        const body = (await res.body.json()) as { data?: { activeTargets?: { health: string }[] } };
-        up = body.data?.activeTargets?.[0]?.health === 'up';
-      } catch {}
-      if (!up) await sleep(200);
-    }
+    prometheus = await startPrometheus(PROMETHEUS, [`127.0.0.1:${stack.veer.adminAddress!.port}`], 'veer');
+    promUrl = prometheus.url;
+    await prometheus.targetsUp(1);
   });
 
   afterAll(async () => {
-    if (prometheus && prometheus.exitCode === null) {
-      const exited = new Promise((r) => prometheus!.once('exit', r));
-      process.kill(prometheus.pid!, 'SIGTERM');
-      const killer = setTimeout(() => prometheus!.exitCode === null && process.kill(prometheus!.pid!, 'SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    }
+    await prometheus?.stop();
     await stack?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("reads veer's counters and TTFB histogram back through PromQL, matching the traffic sent", async () => {
