@@ -234,6 +234,13 @@ describe.skipIf(skip)('dashboard in a real browser', () => {
     await expect.poll(result, { timeout: 5000 }).toContain('Resume: done');
     expect(await result()).toContain('The rollout is rolled back at 0 %.');
     stack.next.set({ ttfb: 5 });
+    // New's slow samples from the degradation must leave the 3 s window first, or the guard rolls the new
+    // weight back on them (it judges the window, not the moment) and races the operator steps below.
+    const newWindowSamples = async () => {
+      const res = await request(`${stack.adminUrl}/api/status`);
+      return ((await res.body.json()) as { upstreams: { new: { samples: number } } }).upstreams.new.samples;
+    };
+    await expect.poll(newWindowSamples, { timeout: 8000, interval: 100 }).toBe(0);
     await page.fill('#weight-percent', '10');
     await page.fill('#weight-reason', 'retry on a small cohort');
     await page.press('#weight-reason', 'Enter');
