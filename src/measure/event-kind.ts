@@ -7,8 +7,6 @@ import {
   HAS_CONTENT,
   HAS_ERROR,
   HAS_FINISH,
-  hasNonNull,
-  hasText,
   lastInt,
   openaiKeys,
   skipSpace,
@@ -27,12 +25,7 @@ const key = (k: string) => Buffer.from(`"${k}"`);
 const word = (w: string) => Buffer.from(w);
 
 const K_ERROR = key('error');
-const K_CONTENT = key('content');
-const K_TEXT = key('text');
-const K_TOOL_CALLS = key('tool_calls');
 const K_TYPE = key('type');
-const K_ROLE = key('role');
-const K_OUTPUT = key('output');
 const K_CHOICES = key('choices');
 const K_COMPLETION_TOKENS = key('completion_tokens');
 const K_OUTPUT_TOKENS = key('output_tokens');
@@ -169,38 +162,4 @@ export function outputTokensOf(format: StreamFormat, e: EventBytes): number {
   if (format === 'openai') return lastInt(e.data, e.dataStart, e.dataEnd, K_COMPLETION_TOKENS);
   if (format === 'generic') return -1;
   return lastInt(e.data, e.dataStart, e.dataEnd, K_OUTPUT_TOKENS);
-}
-
-/**
- * A non-streaming JSON answer (its head and tail): an in-band error, whether it carries content, and
- * its output tokens. OpenAI (choices[].message.content / text / tool_calls) and Anthropic (content[]).
- */
-export function jsonAnswer(
-  data: Buffer,
-  len: number,
-): { answer: boolean; error: boolean; empty: boolean; outputTokens: number } {
-  const s = skipSpace(data, 0, len);
-  // A top-level {"error": ...}: the key comes first in every server's error body.
-  const error = valueAfter(data, 0, Math.min(len, s + 16), K_ERROR) >= 0 && hasNonNull(data, 0, len, K_ERROR);
-  let outputTokens = lastInt(data, 0, len, K_COMPLETION_TOKENS);
-  if (outputTokens < 0) outputTokens = lastInt(data, 0, len, K_OUTPUT_TOKENS);
-  let empty: boolean;
-  if (outputTokens >= 0) empty = outputTokens === 0;
-  else {
-    const v = valueAfter(data, 0, len, K_CONTENT);
-    const content =
-      (v >= 0 && data[v] === 0x22 && data[v + 1] !== 0x22) ||
-      (v >= 0 && data[v] === LEFT_BRACKET && data[skipSpace(data, v + 1, len)] !== 0x5d) ||
-      hasText(data, 0, len, K_TEXT) ||
-      data[valueAfter(data, 0, len, K_TOOL_CALLS)] === LEFT_BRACKET;
-    empty = !content;
-  }
-  // Only completions are answers: a model list or an embedding is not judged for tokens or emptiness.
-  const answer =
-    error ||
-    outputTokens >= 0 ||
-    valueAfter(data, 0, len, K_CHOICES) >= 0 ||
-    (valueAfter(data, 0, len, K_CONTENT) >= 0 && valueAfter(data, 0, len, K_ROLE) >= 0) ||
-    valueAfter(data, 0, len, K_OUTPUT) >= 0;
-  return { answer, error, empty: !error && empty, outputTokens };
 }

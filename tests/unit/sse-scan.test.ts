@@ -2,6 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { ByteCapture } from '../../src/measure/event-bytes.js';
 import { JsonAnswerScanner } from '../../src/measure/json-scan.js';
 import { SseScanner } from '../../src/measure/sse-scan.js';
 import { scannerFor } from '../../src/measure/token-scanner.js';
@@ -192,6 +193,25 @@ describe('SSE scanner', () => {
   });
 });
 
+describe('byte capture', () => {
+  it('holds the first head and last tail bytes of what is appended, in any chunking, as it grows', () => {
+    const whole = Buffer.from(Array.from({ length: 5000 }, (_, i) => 33 + ((i * 7) % 90)));
+    for (const size of [1, 3, 100, 1023, 1024, 1500, 5000]) {
+      for (const length of [10, 1024, 1025, 2047, 3000, 5000]) {
+        const capture = new ByteCapture(1024, 1024);
+        for (let i = 0; i < length; i += size) capture.append(whole, i, Math.min(length, i + size));
+        const kept =
+          length <= 2048
+            ? whole.subarray(0, length)
+            : Buffer.concat([whole.subarray(0, 1024), whole.subarray(length - 1024, length)]);
+        expect(capture.buf.subarray(0, capture.length).equals(kept), `chunks of ${size}, ${length} bytes`).toBe(true);
+        expect(capture.total).toBe(length);
+        expect(capture.clipped).toBe(length > 2048);
+      }
+    }
+  });
+});
+
 describe('JSON answer scanner', () => {
   const json = (body: string) => {
     const s = new JsonAnswerScanner();
@@ -220,6 +240,22 @@ describe('JSON answer scanner', () => {
       outputTokens: 9,
     });
     expect(json('{"type":"message","content":[]}').end).toBe('empty');
+  });
+
+  it('reads keys with spaces around their colons, tool calls and Responses output', () => {
+    expect(json('{ "choices" : [ { "message" : { "content" : null, "tool_calls" : [ {"id":"t"} ] } } ] }').end).toBe(
+      'complete',
+    );
+    expect(json('{"choices":[{"message":{"content":null,"tool_calls":[]}}]}').end).toBe('empty');
+    expect(json('{"usage" : { "completion_tokens" : 7 , "total_tokens": 9 }}')).toEqual({
+      end: 'complete',
+      outputTokens: 7,
+    });
+    expect(json('{"output":[{"type":"message","content":[{"type":"output_text","text":"ok"}]}]}').end).toBe('complete');
+    // A key's name as a string value is no key; an error key deep in the answer is no top-level error.
+    expect(json('{"choices":[{"message":{"role":"assistant","content":"error"}}],"x":{"error":1}}').end).toBe(
+      'complete',
+    );
   });
 
   it('judges completions only: a model list or an embedding is not an answer', () => {
