@@ -19,15 +19,35 @@ function bufferedStdout(fd: number, sync: boolean): pino.DestinationStream {
   // 4 KiB buffer still cost ~9 µs per request under load) instead of one write per request, and a timer
   // bounds how long a quiet process (the start-up line, a rare request) holds on to them.
   const sonic = pino.destination({ dest: fd, sync, minLength: sync ? 0 : 15 * 1024 });
-  if (!sync) {
-    setInterval(() => {
-      try {
-        sonic.flush();
-      } catch {
-        // not open yet, or a write is in flight: the next tick writes it
-      }
-    }, FLUSH_EVERY_MS).unref();
-  }
+  if (sync) return sonic;
+  // The timer is armed by a write, not left running: an idle veer is not woken to flush nothing (a flush
+  // of an empty buffer is still a write on the thread pool, and each wakeup costs ~55 µs here).
+  let armed = false;
+  // sonic-boom's count of buffered bytes (not public; when it is gone, every timer flushes, as before).
+  const buffered = () => (sonic as unknown as { _len?: number })._len !== 0;
+  const arm = () => {
+    if (armed) return;
+    armed = true;
+    setTimeout(flush, FLUSH_EVERY_MS).unref();
+  };
+  const flush = () => {
+    armed = false;
+    if (!buffered()) return;
+    try {
+      sonic.flush();
+    } catch {
+      // not open yet: the timer the next write arms writes it
+    }
+  };
+  const write = sonic.write.bind(sonic);
+  sonic.write = (data: string) => {
+    arm();
+    return write(data);
+  };
+  // A write that was in flight when the timer fired leaves what came after it buffered: flush that later.
+  sonic.on('write', () => {
+    if (buffered()) arm();
+  });
   return sonic;
 }
 

@@ -136,6 +136,7 @@ export async function startNginx(
     side: 'nginx',
     label: 'NGINX',
     url: `http://127.0.0.1:${port}`,
+    pid,
     cpu: () => cpuTime(pid),
     rss: () => rssBytes(pid),
     async stop() {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VEER_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { EVENT_LOOP_SAMPLE_MS } from '../../src/metrics/registry.js';
 import { entry, forkEntry, NODE_ARGS, spawnNode, stopChild } from './children.js';
 import { type CpuTime, cpuTime, rssBytes, runQueueWait } from './proc.js';
 
@@ -138,6 +139,7 @@ export interface Reference {
   /** How the report names it: "reference: <label>". */
   label: string;
   url: string;
+  pid: number;
   cpu(): CpuTime;
   stop(): Promise<void>;
 }
@@ -160,7 +162,7 @@ export async function startReference(kind: ReferenceKind, upstreamUrl: string): 
     child.once('exit', (code) => reject(new Error(`${label} exited (${code})`)));
   });
   const pid = child.pid!;
-  return { side: kind, label, url, cpu: () => cpuTime(pid), stop: () => stopChild(child, 2000) };
+  return { side: kind, label, url, pid, cpu: () => cpuTime(pid), stop: () => stopChild(child, 2000) };
 }
 
 /** Starts several references, one after another, in the order given. */
@@ -192,8 +194,8 @@ export async function endScenario(
   await mocks.stop();
 }
 
-/** prom-client samples the event loop with a 10 ms timer; its histogram records whole intervals. */
-export const ELD_RESOLUTION_S = 0.01;
+/** veer's prom-client samples the event loop with a timer of this period; its histogram records whole intervals. */
+export const ELD_RESOLUTION_S = EVENT_LOOP_SAMPLE_MS / 1000;
 
 export interface LoopStats {
   /** Event-loop delay beyond the sampling interval since the previous reading, ms. */

@@ -9,7 +9,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { Samples } from '../lib/samples.js';
-import { endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
+import { ELD_RESOLUTION_S, endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
 
 export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult> {
   const run = scenarioRun('chunk-latency', ctx.quick);
@@ -240,7 +240,7 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
     const loops = r.veer.map((x) => x.loop!);
     const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay, ...r.nginx].map((x) => x.clientWaitMsPerS);
     notes.push(
-      `veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s. The bench client waited for a CPU ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s across all rounds.`,
+      `veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the ${ELD_RESOLUTION_S * 1000} ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s. The bench client waited for a CPU ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s across all rounds.`,
       `${d.count} direct and ${v.count} veer gaps; ${params.streams} streams open at once, ${(params.streams * 1000) / params.tokenIntervalMs} events/s; failed streams ${failed}.`,
       `CPU per event: veer's CPU over the part of each round when all streams were open (${cpuEvents} events, ${(cpuS * 1000).toFixed(0)} ms CPU), so request set-up is left out; it still includes veer's idle work (timers, the guard's evaluation).`,
     );

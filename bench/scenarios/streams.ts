@@ -126,7 +126,7 @@ export async function streams(ctx: ScenarioContext): Promise<ScenarioResult> {
     notes.push(
       `Opening took ${directRampS.toFixed(1)} s direct and ${veerRampS.toFixed(1)} s through veer (target rate ${params.openRatePerS}/s, ${workersN} client processes); at the end of opening ${directOpen.ok}/${veerOpen.ok} (direct/veer) streams had their first event.`,
       `veer RSS: ${(baseRss / 2 ** 20).toFixed(1)} MiB after warm-up, ${(hold.rss / 2 ** 20).toFixed(1)} MiB at the end of the hold (peak ${(hold.peakRss / 2 ** 20).toFixed(1)} MiB); per stream = (end − baseline) / streams held. RSS includes garbage not yet collected, so it varies by a few KiB per stream between runs.`,
-      `Event-loop delay is veer's own veer_nodejs_eventloop_lag_p99_seconds over the hold (${(hold.eldRawS * 1000).toFixed(1)} ms) minus its 10 ms sampling interval, which the histogram includes.`,
+      `Event-loop delay is veer's own veer_nodejs_eventloop_lag_p99_seconds over the hold (${(hold.eldRawS * 1000).toFixed(1)} ms) minus its ${ELD_RESOLUTION_S * 1000} ms sampling interval, which the histogram includes.`,
       `While holding: ${hold.events} events relayed in ${hold.seconds.toFixed(1)} s, ${hold.liveAtEnd} streams had an event in the last 2.5 s; failures through veer ${through.failed} ${JSON.stringify(through.errors)}, direct ${direct.failed} ${JSON.stringify(direct.errors)}.`,
     );
     await sleep(2000);

@@ -9,7 +9,7 @@ import { runQueueWait } from '../lib/proc.js';
 import { type Figure, figure, type ScenarioResult, scenarioRun } from '../lib/results.js';
 import { alternate } from '../lib/rounds.js';
 import { median, Samples, usSince } from '../lib/samples.js';
-import { endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
+import { ELD_RESOLUTION_S, endScenario, loopStats, startReferences, startVeer } from '../lib/veer-process.js';
 
 const WEIGHT_PERCENT = 20;
 
@@ -184,7 +184,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       const loops = r.veer.map((x) => x.loop!);
       const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay, ...r.nginx].map((x) => x.clientWaitMsPerS);
       notes.push(
-        `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the 10 ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
+        `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the ${ELD_RESOLUTION_S * 1000} ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
         `${n} streams: ${d.count} direct and ${v.count} veer TTFB samples; added p50/p99 per round (ms): ${perRound.join(', ')}; share on new ${share.toFixed(2)} % of ${total} streams (binomial σ ${sigma.toFixed(2)} points); failed ${failed}.`,
       );
     }
