@@ -64,34 +64,34 @@ export class Fleet implements FleetHooks {
   private channel = '';
   private rolloutId: string;
 
-  constructor(private readonly o: FleetOptions) {
-    this.config = o.config;
-    const local = o.controller.snapshot;
+  constructor(private readonly options: FleetOptions) {
+    this.config = options.config;
+    const local = options.controller.snapshot;
     this.rolloutId = local.rollout_id;
-    this.memberId = o.memberId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.memberId = options.memberId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     if (local.fleet_version !== undefined) this.seen = { epoch: local.fleet_epoch ?? '', version: local.fleet_version };
     // Invariant 3 (reconcile.ts): a sidecar that knows only its config serves legacy until it has synced.
-    this.awaiting = o.config.fleet.startWithoutStore === 'awaiting' && knowledgeOf(local, []) === 'none';
-    this.serveTable(o.controller.table);
+    this.awaiting = options.config.fleet.startWithoutStore === 'awaiting' && knowledgeOf(local, []) === 'none';
+    this.serveTable(options.controller.table);
     this.outSince = Date.now();
-    o.metrics.live.fleetDisconnectedSeconds = () => (this.connected ? 0 : (Date.now() - this.outSince) / 1000);
-    this.link = new RedisLink(o.config.fleet);
+    options.metrics.live.fleetDisconnectedSeconds = () => (this.connected ? 0 : (Date.now() - this.outSince) / 1000);
+    this.link = new RedisLink(options.config.fleet);
     this.report = new FleetReport({
       memberId: this.memberId,
-      logger: o.logger,
-      clock: o.clock,
-      audit: o.audit,
+      logger: options.logger,
+      clock: options.clock,
+      audit: options.audit,
       seedHoldMs: () => this.config.fleet.seedHoldMs,
     });
     this.judge = new Judge({
       link: this.link,
       memberId: this.memberId,
-      metrics: o.metrics,
-      logger: o.logger,
-      clock: o.clock,
+      metrics: options.metrics,
+      logger: options.logger,
+      clock: options.clock,
       fleet: () => this.config.fleet,
       key: (name) => this.key(name),
-      localWindows: o.localWindows,
+      localWindows: options.localWindows,
       connected: () => this.connected,
       failed: (what, err) => this.failed(what, err),
     });
@@ -99,7 +99,9 @@ export class Fleet implements FleetHooks {
       ['store', this.link.commands],
       ['subscriber', this.link.subscriber],
     ] as const) {
-      client.on('error', (err: Error) => this.o.logger.debug({ err: err.message, client: name }, 'fleet: redis error'));
+      client.on('error', (err: Error) =>
+        this.options.logger.debug({ err: err.message, client: name }, 'fleet: redis error'),
+      );
       client.on('close', () => this.lost(`${name} connection closed`));
     }
     this.link.commands.on('ready', () => this.schedule('redis ready'));
@@ -116,7 +118,7 @@ export class Fleet implements FleetHooks {
   }
 
   private key(name: string): string {
-    return `${this.config.fleet.keyPrefix}:${this.o.controller.snapshot.rollout_id}:${name}`;
+    return `${this.config.fleet.keyPrefix}:${this.options.controller.snapshot.rollout_id}:${name}`;
   }
 
   /** Connects and reconciles once, for at most `fleet.connect_timeout`: the proxy listens after it whatever Redis does. */
@@ -134,7 +136,7 @@ export class Fleet implements FleetHooks {
     // ioredis bounds the TCP connect and each command; this bounds their sum (connect, ready check, sync).
     await Promise.race([this.link.connect().then(() => (this.link.ready ? this.flush() : undefined)), bound]);
     clearTimeout(timer);
-    this.o.logger.info(
+    this.options.logger.info(
       {
         member: this.memberId,
         redis: redact(f.redisUrl),
@@ -171,7 +173,7 @@ export class Fleet implements FleetHooks {
 
   changed(change: LocalChange): void {
     this.pending.push(change);
-    this.o.metrics.fleetPendingChanges.set(this.pending.length);
+    this.options.metrics.fleetPendingChanges.set(this.pending.length);
     this.schedule(`local ${change.action}`);
   }
 
@@ -193,7 +195,7 @@ export class Fleet implements FleetHooks {
       } catch (err) {
         this.failed('sync before a change toward new', err as Error);
       }
-      const c = this.o.controller;
+      const c = this.options.controller;
       const seen = this.seen;
       if (!this.connected || !seen || this.stopped) throw unavailable(p.action);
       if (!sameContent(c.snapshot, p.prev) || this.pending.length > 0) throw conflict(p.action);
@@ -266,12 +268,12 @@ export class Fleet implements FleetHooks {
   /** Routing through the fleet: while awaiting its first sync, legacy only (keys pinned to new included). */
   serveTable(table: RoutingTable): void {
     if (!this.awaiting) {
-      this.o.serve?.(table);
+      this.options.serve?.(table);
       return;
     }
     // Weight 0, no segment, no shadow copy, only keys pinned to legacy: nothing reaches new.
     const overrides = new Map([...table.overrides].filter(([, side]) => side === 'legacy'));
-    this.o.serve?.(Object.freeze({ ...table, weightBp: 0, overrides, segments: [], shadowBp: 0 }));
+    this.options.serve?.(Object.freeze({ ...table, weightBp: 0, overrides, segments: [], shadowBp: 0 }));
   }
 
   status(): FleetStatus {
@@ -289,7 +291,7 @@ export class Fleet implements FleetHooks {
 
   reconfigure(config: Config): void {
     this.config = { ...config, fleet: this.config.fleet };
-    const id = this.o.controller.snapshot.rollout_id;
+    const id = this.options.controller.snapshot.rollout_id;
     if (id === this.rolloutId) return;
     // A new rollout id has its own state key and channel: nothing seen or queued for the old one applies.
     this.rolloutId = id;
@@ -321,7 +323,7 @@ export class Fleet implements FleetHooks {
   }
 
   private failed(what: string, err: Error): void {
-    this.o.metrics.fleetSyncErrors.inc();
+    this.options.metrics.fleetSyncErrors.inc();
     this.lost(`${what}: ${err.message}`);
   }
 
@@ -332,8 +334,8 @@ export class Fleet implements FleetHooks {
     this.connected = false;
     this.judge.drop();
     this.outSince = Date.now();
-    this.o.metrics.fleetConnected.set(0);
-    this.o.logger.warn(
+    this.options.metrics.fleetConnected.set(0);
+    this.options.logger.warn(
       { member: this.memberId, why, was_leader: wasLeader },
       'fleet: shared state unreachable; serving the last known table, judging locally',
     );
@@ -341,7 +343,7 @@ export class Fleet implements FleetHooks {
 
   private async sync(): Promise<void> {
     if (this.stopped || !this.link.ready) return;
-    const c = this.o.controller;
+    const c = this.options.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
       const remote = await this.link.read(this.key('state'));
       if (await this.takeBackUnconfirmed(remote)) continue;
@@ -349,7 +351,7 @@ export class Fleet implements FleetHooks {
       // so that what is handled is exactly what was decided on.
       const local = c.snapshot;
       const pending = [...this.pending];
-      const now = this.o.clock();
+      const now = this.options.clock();
       if (remote?.provisional && this.provisional?.epoch !== remote.epoch) {
         this.provisional = { epoch: remote.epoch, since: now };
       }
@@ -412,7 +414,7 @@ export class Fleet implements FleetHooks {
       ...u.prev,
       version: remote.version + 1,
       last_change: {
-        time: new Date(this.o.clock()).toISOString(),
+        time: new Date(this.options.clock()).toISOString(),
         actor: 'fleet',
         action: 'unconfirmed_taken_back',
         reason: `${landed.action} by ${landed.actor} was answered 503 but reached the store late; taken back`,
@@ -424,7 +426,7 @@ export class Fleet implements FleetHooks {
       provisional: false,
     });
     if (written === 'written') {
-      this.o.logger.warn({ member: this.memberId, action: landed.action }, `fleet: ${back.last_change!.reason}`);
+      this.options.logger.warn({ member: this.memberId, action: landed.action }, `fleet: ${back.last_change!.reason}`);
       this.report.audit('fleet_unconfirmed_taken_back', back.last_change!.reason, back, { version: back.version });
     }
     return true;
@@ -432,28 +434,31 @@ export class Fleet implements FleetHooks {
 
   private handled(pending: LocalChange[]): void {
     this.pending = this.pending.filter((p) => !pending.includes(p));
-    this.o.metrics.fleetPendingChanges.set(this.pending.length);
+    this.options.metrics.fleetPendingChanges.set(this.pending.length);
   }
 
   private synced(record: StoreRecord, handled: LocalChange[]): void {
     this.handled(handled);
     this.seen = { epoch: record.epoch, version: record.version };
     this.provisional = undefined;
-    this.lastSyncAt = this.o.clock();
-    this.o.controller.noteFleetVersion(record.version, record.epoch);
-    this.o.metrics.fleetStateVersion.set(record.version);
+    this.lastSyncAt = this.options.clock();
+    this.options.controller.noteFleetVersion(record.version, record.epoch);
+    this.options.metrics.fleetStateVersion.set(record.version);
     if (this.awaiting) {
       this.awaiting = false;
-      this.serveTable(this.o.controller.table);
-      this.o.logger.info(
+      this.serveTable(this.options.controller.table);
+      this.options.logger.info(
         { member: this.memberId, version: record.version },
         'fleet: first sync; serving the fleet state',
       );
     }
     if (!this.connected) {
       this.connected = true;
-      this.o.metrics.fleetConnected.set(1);
-      this.o.logger.info({ member: this.memberId, version: record.version }, 'fleet: in sync with the shared state');
+      this.options.metrics.fleetConnected.set(1);
+      this.options.logger.info(
+        { member: this.memberId, version: record.version },
+        'fleet: in sync with the shared state',
+      );
       // At once, not at the next lease tick: between now and an answer, only the lease holder judges.
       void this.judge.hold();
     }

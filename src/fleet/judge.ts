@@ -30,33 +30,33 @@ export class Judge {
   holder: string | null = null;
   private merged: { at: number; view: Record<UpstreamName, WindowView>; members: number } | undefined;
 
-  constructor(private readonly o: JudgeOptions) {}
+  constructor(private readonly options: JudgeOptions) {}
 
   /** Windows the guard judges: the fleet's merge while this sidecar leads and the merge is fresh. */
   windows(): Record<UpstreamName, WindowView> | undefined {
     if (!this.leader || !this.merged) return undefined;
-    if (this.o.clock() - this.merged.at > 3 * this.o.fleet().publishIntervalMs) return undefined;
+    if (this.options.clock() - this.merged.at > 3 * this.options.fleet().publishIntervalMs) return undefined;
     return this.merged.view;
   }
 
   /** Out of the fleet: no lease, whatever Redis still holds (a later call finds out). */
   drop(): void {
     this.leader = false;
-    this.o.metrics.fleetLeader.set(0);
+    this.options.metrics.fleetLeader.set(0);
   }
 
   async release(): Promise<void> {
-    if (this.leader) await this.o.link.release(this.o.key('lease'), this.o.memberId).catch(() => {});
+    if (this.leader) await this.options.link.release(this.options.key('lease'), this.options.memberId).catch(() => {});
     this.drop();
   }
 
   /** Publishes this sidecar's window; the lease holder also reads and merges everyone's. */
   async publish(): Promise<void> {
-    const { link, memberId, key } = this.o;
+    const { link, memberId, key } = this.options;
     if (!link.ready) return;
-    const now = this.o.clock();
-    const ttl = 3 * this.o.fleet().publishIntervalMs;
-    const own = toWire(memberId, now, this.o.localWindows());
+    const now = this.options.clock();
+    const ttl = 3 * this.options.fleet().publishIntervalMs;
+    const own = toWire(memberId, now, this.options.localWindows());
     try {
       const r = await link.commands
         .multi()
@@ -66,7 +66,7 @@ export class Judge {
         .zrange(key('members'), '0', '-1')
         .exec();
       const members = (r?.[3]?.[1] as string[] | undefined) ?? [memberId];
-      this.o.metrics.fleetMembers.set(members.length);
+      this.options.metrics.fleetMembers.set(members.length);
       if (!this.leader) return;
       const others = members.filter((m) => m !== memberId);
       const raw = others.length ? await link.commands.mget(others.map((m) => key(`window:${m}`))) : [];
@@ -74,7 +74,7 @@ export class Judge {
       for (const text of raw) if (text) wires.push(JSON.parse(text) as WindowWire);
       this.merged = { at: now, view: mergeWindows(wires), members: wires.length };
     } catch (err) {
-      this.o.failed('window publish', err as Error);
+      this.options.failed('window publish', err as Error);
     }
   }
 
@@ -84,25 +84,25 @@ export class Judge {
    * was lost finds itself holder on its next call and judges again.
    */
   async hold(): Promise<void> {
-    const { link, memberId } = this.o;
-    if (!link.ready || !this.o.connected()) return;
+    const { link, memberId } = this.options;
+    if (!link.ready || !this.options.connected()) return;
     const was = this.leader;
     try {
-      const deadline = await link.deadline(this.o.fleet().commandTimeoutMs);
-      const holder = await link.lease(this.o.key('lease'), memberId, this.o.fleet().leaseTtlMs, deadline);
+      const deadline = await link.deadline(this.options.fleet().commandTimeoutMs);
+      const holder = await link.lease(this.options.key('lease'), memberId, this.options.fleet().leaseTtlMs, deadline);
       if (holder === '') throw new Error('the lease call reached Redis after its deadline');
       this.holder = holder;
-      this.leader = this.o.connected() && holder === memberId;
+      this.leader = this.options.connected() && holder === memberId;
     } catch (err) {
-      return this.o.failed('lease', err as Error);
+      return this.options.failed('lease', err as Error);
     }
-    this.o.metrics.fleetLeader.set(this.leader ? 1 : 0);
+    this.options.metrics.fleetLeader.set(this.leader ? 1 : 0);
     if (this.leader === was) return;
     if (this.leader) {
-      this.o.logger.info({ member: memberId }, 'fleet: took the lease; judging the fleet');
+      this.options.logger.info({ member: memberId }, 'fleet: took the lease; judging the fleet');
       void this.publish();
     } else {
-      this.o.logger.warn({ member: memberId, holder: this.holder }, 'fleet: lost the lease');
+      this.options.logger.warn({ member: memberId, holder: this.holder }, 'fleet: lost the lease');
     }
   }
 }

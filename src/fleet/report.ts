@@ -31,7 +31,7 @@ export interface ReportOptions {
 }
 
 export class FleetReport {
-  constructor(private readonly o: ReportOptions) {}
+  constructor(private readonly options: ReportOptions) {}
 
   /** Store resets and merges that replaced or dropped something are audited and logged at warn. */
   wrote(
@@ -43,7 +43,7 @@ export class FleetReport {
     if (plan.why !== 'reseed' && plan.why !== 'seed' && plan.why !== 'confirm_seed') return;
     const reason =
       plan.why === 'confirm_seed'
-        ? `store seeded from config confirmed after ${this.o.seedHoldMs()} ms without a sidecar that remembers the fleet`
+        ? `store seeded from config confirmed after ${this.options.seedHoldMs()} ms without a sidecar that remembers the fleet`
         : plan.why === 'seed'
           ? plan.provisional
             ? 'empty store seeded provisionally from config (served once confirmed)'
@@ -52,9 +52,9 @@ export class FleetReport {
             ? `store reset (epoch ${remote.epoch} v${remote.version}${remote.provisional ? ', provisional' : ''}; this sidecar had seen ${seen ? `${seen.epoch} v${seen.version}` : 'none'}): re-seeded with this sidecar's state, stops carried over`
             : `store empty (this sidecar had seen ${seen?.epoch} v${seen?.version}): re-seeded with this sidecar's state`;
     const level = plan.why === 'reseed' ? 'warn' : 'info';
-    this.o.logger[level](
+    this.options.logger[level](
       {
-        member: this.o.memberId,
+        member: this.options.memberId,
         state: record.state.state,
         weight_percent: record.state.weight_bp / 100,
         epoch: record.epoch,
@@ -68,8 +68,8 @@ export class FleetReport {
   dropped(actions: string[], record: StoreRecord): void {
     if (actions.length === 0) return;
     const reason = `another sidecar changed the rollout at the same time; its state wins over: ${actions.join(', ')}`;
-    this.o.logger.warn(
-      { member: this.o.memberId, dropped: actions, fleet_version: record.version },
+    this.options.logger.warn(
+      { member: this.options.memberId, dropped: actions, fleet_version: record.version },
       `fleet: ${reason}`,
     );
     this.audit('fleet_merge_dropped', reason, record.state, { dropped: actions, version: record.version });
@@ -77,8 +77,8 @@ export class FleetReport {
 
   audit(action: string, reason: string, after: PersistedState, detail: Record<string, unknown>): void {
     try {
-      this.o.audit?.append({
-        time: new Date(this.o.clock()).toISOString(),
+      this.options.audit?.append({
+        time: new Date(this.options.clock()).toISOString(),
         actor: 'fleet',
         action,
         reason,
@@ -94,7 +94,7 @@ export class FleetReport {
         detail,
       });
     } catch (err) {
-      this.o.logger.error({ err: (err as Error).message, action }, 'audit log not writable');
+      this.options.logger.error({ err: (err as Error).message, action }, 'audit log not writable');
     }
   }
 }
