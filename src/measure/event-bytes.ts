@@ -178,14 +178,15 @@ export function skipSpace(buf: Buffer, from: number, end: number): number {
   return i;
 }
 
-// The keys of an OpenAI chunk, told apart by their first letter in one pass (see openaiKeys).
-const KEY_CONTENT = Buffer.from('content"');
-const KEY_TEXT = Buffer.from('text"');
+// The keys of an OpenAI chunk (without their opening quote), told apart by their first letter in one pass
+// (see openaiKeys); a JSON answer's reader shares the ones it also reads.
+export const KEY_CONTENT = Buffer.from('content"');
+export const KEY_TEXT = Buffer.from('text"');
 const KEY_REASONING_CONTENT = Buffer.from('reasoning_content"');
 const KEY_REASONING = Buffer.from('reasoning"');
-const KEY_TOOL_CALLS = Buffer.from('tool_calls"');
+export const KEY_TOOL_CALLS = Buffer.from('tool_calls"');
 const KEY_FINISH = Buffer.from('finish_reason"');
-const KEY_ERROR = Buffer.from('error"');
+export const KEY_ERROR = Buffer.from('error"');
 
 /** Bits openaiKeys answers. */
 export const HAS_CONTENT = 1;

@@ -1,6 +1,16 @@
 // Token accounting of a non-streaming JSON answer: its head and tail are copied aside as they are relayed, and read at the end.
 
-import { ByteCapture, intAt, isSpace, keyAt, skipSpace } from './event-bytes.js';
+import {
+  ByteCapture,
+  intAt,
+  isSpace,
+  KEY_CONTENT,
+  KEY_ERROR,
+  KEY_TEXT,
+  KEY_TOOL_CALLS,
+  keyAt,
+  skipSpace,
+} from './event-bytes.js';
 import type { EndClass, StreamFormat, TokenSummary } from './token-summary.js';
 
 /**
@@ -50,15 +60,11 @@ const LEFT_BRACKET = 0x5b;
 const RIGHT_BRACKET = 0x5d;
 
 // The keys a JSON answer is read by (without their opening quote), and their slots in `first`.
-const K_ERROR = Buffer.from('error"');
-const K_CONTENT = Buffer.from('content"');
-const K_CHOICES = Buffer.from('choices"');
-const K_COMPLETION_TOKENS = Buffer.from('completion_tokens"');
-const K_TEXT = Buffer.from('text"');
-const K_TOOL_CALLS = Buffer.from('tool_calls"');
-const K_ROLE = Buffer.from('role"');
-const K_OUTPUT = Buffer.from('output"');
-const K_OUTPUT_TOKENS = Buffer.from('output_tokens"');
+const KEY_CHOICES = Buffer.from('choices"');
+const KEY_COMPLETION_TOKENS = Buffer.from('completion_tokens"');
+const KEY_ROLE = Buffer.from('role"');
+const KEY_OUTPUT = Buffer.from('output"');
+const KEY_OUTPUT_TOKENS = Buffer.from('output_tokens"');
 const ERROR = 0;
 const CONTENT = 1;
 const CHOICES = 2;
@@ -67,7 +73,7 @@ const TOOL_CALLS = 4;
 const ROLE = 5;
 const OUTPUT = 6;
 
-/** Where the first value of each key starts (-1: none), and the last integer of each usage count. */
+/** Where the first value of each key with a slot starts (-1: none); usage counts are kept apart, last one wins. */
 const first = new Int32Array(7);
 
 /**
@@ -91,28 +97,28 @@ export function jsonAnswer(
     let key: Buffer;
     let slot = -1;
     if (c === 0x65) {
-      key = K_ERROR;
+      key = KEY_ERROR;
       slot = ERROR;
     } else if (c === 0x63) {
       if (data[k + 1] === 0x68) {
-        key = K_CHOICES;
+        key = KEY_CHOICES;
         slot = CHOICES;
-      } else if (data[k + 2] === 0x6d) key = K_COMPLETION_TOKENS;
+      } else if (data[k + 2] === 0x6d) key = KEY_COMPLETION_TOKENS;
       else {
-        key = K_CONTENT;
+        key = KEY_CONTENT;
         slot = CONTENT;
       }
     } else if (c === 0x74) {
       const text = data[k + 1] === 0x65;
-      key = text ? K_TEXT : K_TOOL_CALLS;
+      key = text ? KEY_TEXT : KEY_TOOL_CALLS;
       slot = text ? TEXT : TOOL_CALLS;
     } else if (c === 0x72) {
-      key = K_ROLE;
+      key = KEY_ROLE;
       slot = ROLE;
     } else if (c === 0x6f) {
-      if (data[k + 6] === 0x5f) key = K_OUTPUT_TOKENS;
+      if (data[k + 6] === 0x5f) key = KEY_OUTPUT_TOKENS;
       else {
-        key = K_OUTPUT;
+        key = KEY_OUTPUT;
         slot = OUTPUT;
       }
     } else continue;
@@ -128,7 +134,7 @@ export function jsonAnswer(
     } else {
       // Usage counts are cumulative: the last one wins.
       const n = intAt(data, j, len);
-      if (n >= 0 && key === K_COMPLETION_TOKENS) completionTokens = n;
+      if (n >= 0 && key === KEY_COMPLETION_TOKENS) completionTokens = n;
       else if (n >= 0) outputTokensKey = n;
     }
     // Go on from the value: a string value's own quotes are looked at as keys, and are none.
