@@ -62,6 +62,12 @@ export class Fleet implements FleetHooks {
   private config: Config;
   /** The changes channel the subscriber listens on (it names the rollout id). */
   private channel = '';
+  /**
+   * The subscription to `channel` being made. A sync waits for it: a change published after the sync read
+   * the state is then always heard, never left to the next resync (a race seen after a reload to a new
+   * rollout id, when the subscribe was slower than a kill on another sidecar). fleet.command_timeout bounds it.
+   */
+  private subscribing: Promise<unknown> = Promise.resolve();
   private rolloutId: string;
 
   constructor(private readonly options: FleetOptions) {
@@ -107,7 +113,7 @@ export class Fleet implements FleetHooks {
     this.link.commands.on('ready', () => this.schedule('redis ready'));
     this.link.subscriber.on('ready', () => {
       this.channel = this.key('changes');
-      this.link.subscriber.subscribe(this.channel).catch(() => {});
+      this.subscribing = this.link.subscriber.subscribe(this.channel).catch(() => {});
     });
     this.link.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
@@ -301,7 +307,7 @@ export class Fleet implements FleetHooks {
     if (this.link.subscriber.status === 'ready') {
       if (this.channel) this.link.subscriber.unsubscribe(this.channel).catch(() => {});
       this.channel = this.key('changes');
-      this.link.subscriber.subscribe(this.channel).catch(() => {});
+      this.subscribing = this.link.subscriber.subscribe(this.channel).catch(() => {});
     }
     this.schedule('rollout id changed');
   }
@@ -343,6 +349,7 @@ export class Fleet implements FleetHooks {
 
   private async sync(): Promise<void> {
     if (this.stopped || !this.link.ready) return;
+    await this.subscribing;
     const c = this.options.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
       const remote = await this.link.read(this.key('state'));
