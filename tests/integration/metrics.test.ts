@@ -74,8 +74,14 @@ describe('metrics on the admin listener, from real traffic through veer', () => 
   });
 
   it('measures an upstream with a 200 ms first token at a window p50 of 200 ± 15 ms, from the first body byte', async () => {
-    // Legacy first, which also warms up veer's request path.
-    for (let i = 0; i < 10; i++) expect(await complete(stack, 'pinned-to-legacy')).toBe(200);
+    // Legacy first, which also warms up veer's request path. A stream the client saw end within 100 ms had
+    // its first byte within 100 ms at veer too (the first one, or one on a loaded machine, may take longer).
+    let legacyUnder100ms = 0;
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      expect(await complete(stack, 'pinned-to-legacy')).toBe(200);
+      if (performance.now() - t0 < 100) legacyUnder100ms++;
+    }
     // Four at a time: enough to overlap streams, few enough that the mock's timers fire on time.
     const keys = keysFor(stack, 'new', 40, 'ttfb');
     const seenByClient: number[] = [];
@@ -111,7 +117,11 @@ describe('metrics on the admin listener, from real traffic through veer', () => 
     // The histogram counts the same 40 streams, none under 100 ms although their headers came at once.
     expect(seriesValue(m, 'veer_ttfb_seconds_count', { upstream: 'new' })).toBe(40);
     expect(seriesValue(m, 'veer_ttfb_seconds_bucket', { upstream: 'new', le: '0.1' })).toBe(0);
-    expect(seriesValue(m, 'veer_ttfb_seconds_bucket', { upstream: 'legacy', le: '0.1' })).toBe(10);
+    expect(legacyUnder100ms).toBeGreaterThan(0);
+    expect(seriesValue(m, 'veer_ttfb_seconds_bucket', { upstream: 'legacy', le: '0.1' })).toBeGreaterThanOrEqual(
+      legacyUnder100ms,
+    );
+    expect(seriesValue(m, 'veer_ttfb_seconds_count', { upstream: 'legacy' })).toBe(10);
     expect(seriesValue(m, 'veer_request_duration_seconds_count', { upstream: 'new' })).toBe(40);
     expect(seriesValue(m, 'veer_requests_total', { upstream: 'new', code_class: '2xx', reason: 'bucket' })).toBe(40);
     expect(seriesValue(m, 'veer_requests_total', { upstream: 'legacy', code_class: '2xx', reason: 'override' })).toBe(
