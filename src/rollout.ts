@@ -38,3 +38,21 @@ export interface RuleJson {
   /** How a pass or breach was reached: on min_samples, or on the bounds before min_samples. */
   decided_by?: 'samples' | 'bounds' | null;
 }
+
+/** How a sidecar stands with the fleet: awaiting_fleet is no state file and no sync yet, serving legacy only. */
+export type FleetLinkState = 'awaiting_fleet' | 'connected' | 'disconnected';
+
+/** This sidecar's link to the fleet, as /api/status, `veer status` and the dashboard show it. */
+export interface FleetStatus {
+  state: FleetLinkState;
+  connected: boolean;
+  member: string;
+  /** The lease holder (the judge) as last seen (null when unknown), and whether it is this sidecar. */
+  leader: string | null;
+  is_leader: boolean;
+  /** The store version last reconciled with. */
+  version: number | null;
+  last_sync: string | null;
+  /** Changes toward legacy applied here and not yet in the store. */
+  pending_changes: number;
+}

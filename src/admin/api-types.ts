@@ -2,9 +2,9 @@
 // server's series sampler builds it. Types only, importing nothing but the import-free src/rollout.ts, so the
 // browser bundle can use them too.
 
-export type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
+export type { FleetLinkState, FleetStatus, RolloutState, RuleJson, RuleStatus } from '../rollout.js';
 
-import type { RolloutState, RuleJson, RuleStatus } from '../rollout.js';
+import type { FleetStatus, RolloutState, RuleJson, RuleStatus } from '../rollout.js';
 
 export interface Rollout {
   id: string;
@@ -84,22 +84,6 @@ export interface SegmentStatus {
 
 /** Whether the fleet's store has a change (the `fleet` field of a rollout command's reply, fleet mode). */
 export type FleetAck = 'confirmed' | 'pending';
-
-/** This sidecar's link to the fleet (GET /api/status, fleet mode; null otherwise). */
-export interface FleetStatus {
-  /** awaiting_fleet: no state file and no sync yet, serving legacy only. */
-  state: 'awaiting_fleet' | 'connected' | 'disconnected';
-  connected: boolean;
-  member: string;
-  /** The lease holder (the judge) as last seen. */
-  leader: string | null;
-  is_leader: boolean;
-  /** The store version last reconciled with. */
-  version: number | null;
-  last_sync: string | null;
-  /** Changes toward legacy applied here and not yet in the store. */
-  pending_changes: number;
-}
 
 export interface Status {
   rollout: Rollout;

@@ -8,15 +8,16 @@ import type { WindowView } from '../guard/evaluate.js';
 import type { Logger } from '../log.js';
 import type { Clock, WindowSnapshot } from '../measure/window.js';
 import type { Metrics } from '../metrics/registry.js';
+import type { FleetStatus } from '../rollout.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
 import { Judge } from './judge.js';
 import { RedisLink } from './link.js';
 import { knowledgeOf, reconcile, type Seen, type StoreRecord, sameContent } from './reconcile.js';
-import { conflict, FleetReport, type FleetStatus, redact, unavailable } from './report.js';
+import { conflict, FleetReport, redact, unavailable } from './report.js';
 
-export type { FleetLinkState, FleetStatus } from './report.js';
+export type { FleetLinkState, FleetStatus } from '../rollout.js';
 
 export interface FleetOptions {
   config: Config;

@@ -7,21 +7,6 @@ import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
 import type { Plan, Seen, StoreRecord } from './reconcile.js';
 
-export type FleetLinkState = 'awaiting_fleet' | 'connected' | 'disconnected';
-
-/** What /api/status, `veer status` and the dashboard show of the fleet. */
-export interface FleetStatus {
-  state: FleetLinkState;
-  connected: boolean;
-  member: string;
-  /** The lease holder as last seen (null when unknown), and whether it is this sidecar. */
-  leader: string | null;
-  is_leader: boolean;
-  version: number | null;
-  last_sync: string | null;
-  pending_changes: number;
-}
-
 export interface ReportOptions {
   memberId: string;
   logger: Logger;
