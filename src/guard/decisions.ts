@@ -47,20 +47,10 @@ export function decide(verdict: Verdict, current: PersistedState, config: Config
       );
     case 'hold':
       if (current.state !== 'progressing') return { kind: 'none' };
-      return {
-        kind: 'change',
-        change: {
-          spec: {
-            actor: 'slo-guard',
-            action: 'gate_open',
-            reason: `every rule passed at this step for ${gateSeconds}s; waiting for an operator to promote to ${percentOf(action.nextBp)}%`,
-            cause: 'slo',
-            safe: true,
-            rules: verdict.rules,
-          },
-          mutate: (cur) => ({ ...cur, state: 'holding' }),
-        },
-      };
+      return gateOpen(
+        `every rule passed at this step for ${gateSeconds}s; waiting for an operator to promote to ${percentOf(action.nextBp)}%`,
+        verdict.rules,
+      );
     case 'stalled':
       // The warning and the audit record are the controller's (once per stall); here only the follow-up.
       if (action.onInconclusive !== 'rollback') return { kind: 'none' };
@@ -89,6 +79,17 @@ export function stallReason(verdict: Verdict, current: PersistedState, config: C
     .join(', ');
   const sinceS = verdict.stalledSince === null ? 0 : Math.round((verdict.at - verdict.stalledSince) / 1000);
   return `step at ${percentOf(current.weight_bp)}% inconclusive for ${sinceS}s (slo.inconclusive_limit ${(config.slo.inconclusiveLimitMs ?? 0) / 1000}s): ${waiting || 'not every rule judged at this step'}; on_inconclusive: ${config.slo.onInconclusive}`;
+}
+
+/** The guard opens a manual gate: the rollout holds where it is until an operator promotes it. */
+export function gateOpen(reason: string, rules: RuleResult[]): { kind: 'change'; change: PlannedChange } {
+  return {
+    kind: 'change',
+    change: {
+      spec: { actor: 'slo-guard', action: 'gate_open', reason, cause: 'slo', safe: true, rules },
+      mutate: (cur) => ({ ...cur, state: 'holding' }),
+    },
+  };
 }
 
 /** An automatic change counts toward the flap latch; one flip too many latches at the safe side. */

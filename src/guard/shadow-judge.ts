@@ -4,7 +4,7 @@ import type { Config, SloConfig } from '../config/types.js';
 import type { RolloutState } from '../rollout.js';
 import type { PersistedState } from '../state/store.js';
 import { type ChangeSpec, type PlannedChange, percentOf } from './change.js';
-import { automatic, describeBreach } from './decisions.js';
+import { automatic, describeBreach, gateOpen } from './decisions.js';
 import { judgeRule, type RuleResult, type WindowView } from './evaluate.js';
 
 /** What the shadow's judgement carries from one evaluation to the next. */
@@ -161,20 +161,7 @@ export function shadowDecision(
     }
     case 'gate_open':
       if (current.state !== 'shadowing') return { kind: 'none' };
-      return {
-        kind: 'change',
-        change: {
-          spec: {
-            actor: 'slo-guard',
-            action: 'gate_open',
-            reason: `${passed}; waiting for an operator to promote to ${percentOf(action.nextBp)}%`,
-            cause: 'slo',
-            safe: true,
-            rules,
-          },
-          mutate: (cur) => ({ ...cur, state: 'holding' }),
-        },
-      };
+      return gateOpen(`${passed}; waiting for an operator to promote to ${percentOf(action.nextBp)}%`, rules);
     case 'none':
       return { kind: 'none' };
   }
