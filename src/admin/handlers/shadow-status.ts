@@ -3,16 +3,13 @@
 import { ruleJson } from '../../guard/evaluate.js';
 import { shadowInForce } from '../../guard/shadow-judge.js';
 import type { AdminContext } from '../context.js';
+import { windowJson } from './window-json.js';
 
 export function shadowJson(ctx: AdminContext) {
   const config = ctx.config();
   const shadow = config.rollout.shadow;
   const snapshot = ctx.controller.snapshot;
   const window = ctx.recorder.shadowWindow.snapshot();
-  const quantileMs = (q: number) => {
-    const value = window.ttfbQuantile(q);
-    return value === undefined ? null : Math.round(value * 1000) / 1000;
-  };
   const verdict = ctx.controller.lastShadowVerdict;
   return {
     percent: shadowInForce(snapshot, config) / 100,
@@ -25,14 +22,7 @@ export function shadowJson(ctx: AdminContext) {
     paths: shadow.paths,
     on_breach: shadow.onBreach,
     window: {
-      url: config.upstreams.new.url,
-      ttfb_p50_ms: quantileMs(0.5),
-      ttfb_p95_ms: quantileMs(0.95),
-      ttfb_p99_ms: quantileMs(0.99),
-      error_rate: window.requests > 0 ? window.errorRate : null,
-      samples: window.ttfbSamples,
-      requests: window.requests,
-      errors: window.errors,
+      ...windowJson(config.upstreams.new.url, window),
       inflight: ctx.shadowInflight?.() ?? 0,
       requests_total: window.requests,
     },

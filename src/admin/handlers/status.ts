@@ -12,6 +12,7 @@ import type { AdminContext, ApiRoute } from '../context.js';
 import { serializeRollout, serializeStatus } from '../schemas.js';
 import { sendJson } from '../server.js';
 import { segmentsJson, shadowJson } from './shadow-status.js';
+import { windowJson } from './window-json.js';
 
 export function rolloutJson(controller: Controller, config: Config) {
   const snapshot = controller.snapshot;
@@ -65,21 +66,9 @@ export function rolloutReply(ctx: AdminContext, fleet?: FleetAck): string {
 }
 
 function upstreamJson(ctx: AdminContext, name: UpstreamName) {
-  const window = ctx.recorder.windows[name].snapshot();
   const pool = ctx.pools()[name];
-  const quantileMs = (q: number) => {
-    const value = window.ttfbQuantile(q);
-    return value === undefined ? null : Math.round(value * 1000) / 1000;
-  };
   return {
-    url: ctx.config().upstreams[name].url,
-    ttfb_p50_ms: quantileMs(0.5),
-    ttfb_p95_ms: quantileMs(0.95),
-    ttfb_p99_ms: quantileMs(0.99),
-    error_rate: window.requests > 0 ? window.errorRate : null,
-    samples: window.ttfbSamples,
-    requests: window.requests,
-    errors: window.errors,
+    ...windowJson(ctx.config().upstreams[name].url, ctx.recorder.windows[name].snapshot()),
     inflight: ctx.recorder.inflight[name],
     oldest_waiting_ms: Math.round(ctx.recorder.waiting[name].oldestAgeMs(performance.now())),
     requests_total: ctx.recorder.finishedTotal[name],
