@@ -26,7 +26,8 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
   const BATCH = 1000;
   const bench = new Bench({ time, warmupTime: ctx.quick ? 50 : 300, iterations: 5 });
 
-  const table = makeTable({
+  // The table the bucketing rows route with; the segment rows add five segments to the same one.
+  const tableSpec = {
     rolloutId: 'bench',
     salt: 'bench-2026',
     weightBp: 2000,
@@ -34,7 +35,8 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
     overrides: [['tester-1', 'new']],
     forceHeader: undefined,
     version: 1,
-  });
+  } satisfies Parameters<typeof makeTable>[0];
+  const table = makeTable(tableSpec);
   const keys = Array.from({ length: 4096 }, (_, i) => `user-${(i * 7919) % 1_000_003}-${i}`);
   let k = 0;
   let sink = 0;
@@ -67,16 +69,7 @@ export async function micro(ctx: ScenarioContext): Promise<ScenarioResult> {
     },
   });
   if (!segmentDoc.ok) throw new Error(segmentDoc.problems.join('\n'));
-  const segmented = makeTable({
-    rolloutId: 'bench',
-    salt: 'bench-2026',
-    weightBp: 2000,
-    state: 'progressing',
-    overrides: [['tester-1', 'new']],
-    forceHeader: undefined,
-    version: 1,
-    segments: segmentDoc.config.routing.segments,
-  });
+  const segmented = makeTable({ ...tableSpec, segments: segmentDoc.config.routing.segments });
   const requestHeaders = {
     host: 'veer.local',
     'content-type': 'application/json',
