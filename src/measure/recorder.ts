@@ -3,13 +3,12 @@
 import { performance } from 'node:perf_hooks';
 import type { UpstreamName } from '../config/types.js';
 import { type AccessLogWriter, type AccessTokenFields, accessLogWriter, beforeLogFlush, type Logger } from '../log.js';
+import { type Metrics, WINDOW_QUANTILES } from '../metrics/registry.js';
 import {
-  type Metrics,
   TOKEN_WINDOW_QUANTILES,
   TOKENS_PER_SECOND_QUANTILES,
   type TokenWindowReading,
-  WINDOW_QUANTILES,
-} from '../metrics/registry.js';
+} from '../metrics/token-metrics.js';
 import { BATCH_MAX, Batch } from './finished-batch.js';
 import { OUTCOME_INDEX, OUTCOMES, type Outcome } from './outcome.js';
 import { END_CLASS_INDEX, END_CLASSES, type TokenSummary, tpotMs } from './token-summary.js';

@@ -1,6 +1,10 @@
 // Every Prometheus metric veer exports, defined here on one prom-client registry.
 
-import { Counter, collectDefaultMetrics, Gauge, type GaugeConfiguration, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { fleetMetrics } from './fleet-metrics.js';
+import { shadowMetrics } from './shadow-metrics.js';
+import { type TokenWindowReading, tokenMetrics } from './token-metrics.js';
+import { WindowQuantiles } from './window-quantiles.js';
 
 /** Inference TTFB spans a few ms (cache hits) to tens of seconds (long prompts, queueing). */
 export const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30];
@@ -38,51 +42,7 @@ export interface LiveReadings {
   pools?: () => Record<'legacy' | 'new', { connected: number; pending: number }>;
 }
 
-/** veer_shadow_requests_total's `result`: how a copy ended, or why it was dropped before it was sent. */
-export const SHADOW_RESULTS = [
-  'ok',
-  'upstream_5xx',
-  'timeout',
-  'connect_error',
-  'reset',
-  'cancelled',
-  'dropped_saturated',
-  'dropped_new_failing',
-  'dropped_body_too_large',
-  'dropped_body_incomplete',
-] as const;
-export type ShadowResult = (typeof SHADOW_RESULTS)[number];
-
-export interface TokenWindowReading {
-  itl: Record<string, number | undefined>;
-  tpot: Record<string, number | undefined>;
-  tokensPerSecond: Record<string, number | undefined>;
-  /** Share of answers in the window per end class (client_abort left out); undefined without answers. */
-  endRatio: Record<string, number | undefined>;
-}
-
-/** Token accounting's quantiles published from the window: ITL and TPOT from the top, decode rate from the bottom. */
-export const TOKEN_WINDOW_QUANTILES = ['0.5', '0.95', '0.99'] as const;
-export const TOKENS_PER_SECOND_QUANTILES = ['0.05', '0.5'] as const;
-export const ANSWER_ENDS = ['complete', 'truncated', 'inband_error', 'empty', 'client_abort'] as const;
-/** Time per output token: ~1 ms (small models, speculative decoding) to a second (overloaded). */
-export const TPOT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1];
-/** The longest gap of a stream: tens of ms when healthy, seconds when it stalls. */
-export const MAX_GAP_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-
 export const WINDOW_QUANTILES = ['0.5', '0.9', '0.95', '0.99'] as const;
-
-/**
- * Quantiles veer computes itself (from the window's t-digests) are declared TYPE summary: Prometheus reserves
- * the `quantile` label for summaries and `promtool check metrics` rejects it on a gauge. There is no
- * _sum/_count: a summary's are cumulative, and the window has none to give.
- */
-class WindowQuantiles<T extends string> extends Gauge<T> {
-  constructor(config: GaugeConfiguration<T>) {
-    super(config);
-    (this as unknown as { type: string }).type = 'summary';
-  }
-}
 
 /** prom-client's gauges of active handles, requests and resources end in _total, which Prometheus keeps for counters. */
 const GAUGES_NAMED_LIKE_COUNTERS = [
@@ -416,21 +376,6 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers,
     }),
-    fleetMembers: new Gauge({
-      name: 'veer_fleet_members',
-      help: 'Sidecars that published a window within its TTL.',
-      registers,
-    }),
-    fleetLeader: new Gauge({
-      name: 'veer_fleet_leader',
-      help: '1 when this sidecar holds the fleet lease, else 0.',
-      registers,
-    }),
-    fleetSyncErrors: new Counter({
-      name: 'veer_fleet_sync_errors_total',
-      help: 'Failed exchanges with the fleet store (Redis).',
-      registers,
-    }),
     segmentRequests: new Counter({
       name: 'veer_segment_requests_total',
       help: 'Requests routed by a segment (routing.segments), by segment and upstream.',
@@ -449,161 +394,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         }
       },
     }),
-    shadowRequests: new Counter({
-      name: 'veer_shadow_requests_total',
-      help: 'Shadow copies sent to new, by how they ended, and copies dropped before they were sent (dropped_*).',
-      labelNames: ['result'] as const,
-      registers,
-    }),
-    shadowInflight: new Gauge({
-      name: 'veer_shadow_inflight',
-      help: 'Shadow copies open now (buffering their body or waiting on new).',
-      registers,
-      collect() {
-        const n = live.shadowInflight?.();
-        if (n !== undefined) this.set(n);
-      },
-    }),
-    shadowRatio: new Gauge({
-      name: 'veer_shadow_ratio',
-      help: 'Share of legacy-bound keys mirrored to new by the current routing table (0..1).',
-      registers,
-      collect() {
-        const r = live.shadowRatio?.();
-        if (r !== undefined) this.set(r);
-      },
-    }),
-    shadowRuleStatus: new Gauge({
-      name: 'veer_shadow_rule_status',
-      help: 'Last evaluation of each SLO rule on the shadow against legacy: 1 pass, 0 inconclusive, -1 breach.',
-      labelNames: ['rule'] as const,
-      registers,
-    }),
-    ...tokenMetrics(registers, live, flushRecorder),
-    fleetConnected: new Gauge({
-      name: 'veer_fleet_connected',
-      help: '1 while this sidecar is in sync with the fleet store (Redis answers within fleet.command_timeout), else 0.',
-      registers,
-    }),
-    fleetDisconnected: new Gauge({
-      name: 'veer_fleet_disconnected_seconds',
-      help: 'Seconds since this sidecar last was in sync with the fleet store (0 while in sync, and outside fleet mode).',
-      registers,
-      collect() {
-        this.set(live.fleetDisconnectedSeconds?.() ?? 0);
-      },
-    }),
-    fleetPendingChanges: new Gauge({
-      name: 'veer_fleet_pending_changes',
-      help: 'Local changes toward legacy applied here and not yet in the fleet store.',
-      registers,
-    }),
-    fleetStateVersion: new Gauge({
-      name: 'veer_fleet_state_version',
-      help: 'Version of the shared rollout state this sidecar applies.',
-      registers,
-    }),
-  };
-}
-
-/** Token accounting's series: per-answer counters and histograms (batched like the request metrics), and window gauges. */
-function tokenMetrics(registers: Registry[], live: LiveReadings, flushRecorder: () => void) {
-  const windowQuantiles = (
-    name: string,
-    help: string,
-    quantiles: readonly string[],
-    read: (r: TokenWindowReading) => Record<string, number | undefined>,
-  ) =>
-    new WindowQuantiles({
-      name,
-      help,
-      labelNames: ['upstream', 'quantile'] as const,
-      registers,
-      collect() {
-        const w = live.tokenWindow?.();
-        if (!w) return;
-        for (const upstream of ['legacy', 'new'] as const) {
-          const values = read(w[upstream]);
-          for (const quantile of quantiles) {
-            const v = values[quantile];
-            if (v === undefined) this.remove({ upstream, quantile });
-            else this.set({ upstream, quantile }, v);
-          }
-        }
-      },
-    });
-  return {
-    answerEnds: new Counter({
-      name: 'veer_answer_ends_total',
-      help: 'Answers (SSE streams and JSON bodies with a 2xx status) read by token accounting, by upstream and how they ended (complete, truncated, inband_error, empty, client_abort).',
-      labelNames: ['upstream', 'end'] as const,
-      registers,
-      collect: flushRecorder,
-    }),
-    tokenEvents: new Counter({
-      name: 'veer_token_events_total',
-      help: 'SSE events that carried content (a token delta), by upstream.',
-      labelNames: ['upstream'] as const,
-      registers,
-      collect: flushRecorder,
-    }),
-    outputTokens: new Counter({
-      name: 'veer_output_tokens_total',
-      help: "Output tokens the upstreams reported in their answers' usage, by upstream.",
-      labelNames: ['upstream'] as const,
-      registers,
-      collect: flushRecorder,
-    }),
-    tpot: new Histogram({
-      name: 'veer_time_per_output_token_seconds',
-      help: 'Per stream: (last token event - first token event) / (token events - 1), by upstream; streams the client cut or held back are left out.',
-      labelNames: ['upstream'] as const,
-      buckets: TPOT_BUCKETS,
-      registers,
-      collect: flushRecorder,
-    }),
-    maxGap: new Histogram({
-      name: 'veer_stream_max_gap_seconds',
-      help: 'Per stream: the longest gap between two token events (a stall), by upstream.',
-      labelNames: ['upstream'] as const,
-      buckets: MAX_GAP_BUCKETS,
-      registers,
-      collect: flushRecorder,
-    }),
-    itlWindow: windowQuantiles(
-      'veer_itl_window_seconds',
-      "Inter-token gap quantiles over the SLO window, from the window's gap histograms (every gap of every stream that ended in it).",
-      TOKEN_WINDOW_QUANTILES,
-      (r) => r.itl,
-    ),
-    tpotWindow: windowQuantiles(
-      'veer_tpot_window_seconds',
-      'Time-per-output-token quantiles over the SLO window (one sample per stream).',
-      TOKEN_WINDOW_QUANTILES,
-      (r) => r.tpot,
-    ),
-    tokensPerSecondWindow: windowQuantiles(
-      'veer_tokens_per_second_window',
-      'Decode rate quantiles over the SLO window, in tokens per second (one sample per stream; 0.05 is the slowest 5 %).',
-      TOKENS_PER_SECOND_QUANTILES,
-      (r) => r.tokensPerSecond,
-    ),
-    windowAnswerRatio: new Gauge({
-      name: 'veer_window_answer_ratio',
-      help: 'Share of answers in the SLO window that ended so, by upstream and end class (client aborts are not answers judged).',
-      labelNames: ['upstream', 'end'] as const,
-      registers,
-      collect() {
-        const w = live.tokenWindow?.();
-        if (!w) return;
-        for (const upstream of ['legacy', 'new'] as const) {
-          for (const end of ['complete', 'truncated', 'inband_error', 'empty']) {
-            const v = w[upstream].endRatio[end];
-            if (v === undefined) this.remove({ upstream, end });
-            else this.set({ upstream, end }, v);
-          }
-        }
-      },
-    }),
+    ...tokenMetrics(registers, () => live.tokenWindow?.(), flushRecorder),
+    ...shadowMetrics(registers, live),
+    ...fleetMetrics(registers, () => live.fleetDisconnectedSeconds?.()),
   };
 }

@@ -3,7 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import type { ShadowConfig, UpstreamConfig } from '../config/types.js';
 import type { Recorder } from '../measure/recorder.js';
-import type { Metrics, ShadowResult } from '../metrics/registry.js';
+import type { Metrics } from '../metrics/registry.js';
+import type { ShadowResult } from '../metrics/shadow-metrics.js';
 import { type ShadowScope, shadowScope } from '../routing/shadow-scope.js';
 import type { OutHeaders } from './headers.js';
 import { type ShadowEnd, ShadowExchange } from './shadow-exchange.js';
