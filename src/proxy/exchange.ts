@@ -10,10 +10,12 @@ import type { Recorder, StreamRecord } from '../measure/recorder.js';
 import type { TokenSummary } from '../measure/token-summary.js';
 import type { WaitingList, WaitingRecord } from '../measure/waiting.js';
 import type { Downstream, RequestBody, ResponseObserver } from './downstream.js';
-import { CONNECT_ERROR_CODES, ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import { ERROR_STATUS, errorBody, type ProxyErrorCode } from './errors.js';
+import { Phase } from './exchange-phase.js';
 import { type OutHeaders, RESPONSE_HOP_BY_HOP, withoutHopByHop } from './headers.js';
 import { poolTimeoutMessage, saturatedBeforeDispatch } from './pool-wait.js';
 import type { Upstream } from './upstream.js';
+import { classifyFailure } from './upstream-failure.js';
 
 /** What every exchange of one proxy shares; `upstreams` may be swapped whole by a reload. */
 export interface ExchangeContext {
@@ -45,24 +47,6 @@ export interface ExchangeOptions {
   /** Sees each forwarded response chunk and the end; optional, free when absent. */
   observer?: ResponseObserver | undefined;
 }
-
-/**
- * The phases of one exchange, in order. A fallback to legacy goes back to Connecting; any phase may
- * jump to Done (the client left, a timer fired, the upstream failed).
- */
-export const Phase = {
-  /** Dispatched to undici: waiting for a connection (queued, or connecting). Nothing reached the upstream. */
-  Connecting: 0,
-  /** undici is sending the request; the response head has not come. */
-  Requesting: 1,
-  /** The response head went to the client; no body byte yet (the first-byte timer runs). */
-  Responding: 2,
-  /** Body chunks are relayed (the idle timer runs; the stall timer while the client is behind). */
-  Streaming: 3,
-  /** Recorded once; nothing more is written to the client. */
-  Done: 4,
-} as const;
-export type Phase = (typeof Phase)[keyof typeof Phase];
 
 const kTimeout = new Error('time to first byte exceeded');
 const kIdle = new Error('upstream silent for longer than idle_timeout');
@@ -293,37 +277,19 @@ export class Exchange implements Dispatcher.DispatchHandler, StreamRecord {
     this.leavePool();
     if (this.phase === Phase.Done) return;
     this.endedAt = performance.now();
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (this.ctx.closing) {
-      // Shutting down: the client's stream was cut by veer; the upstream did nothing wrong.
-      this.finish('client_abort');
-    } else if (this.unrelayable) {
-      this.fail('reset', 'bad_gateway', this.unrelayable);
-    } else if (err.name === 'HTTPParserError') {
-      // Not valid HTTP/1.1 (an invalid header character, a bad chunk): the upstream's fault, and a response
-      // veer cannot relay.
-      this.fail('reset', 'bad_gateway', `${this.upstream} upstream sent an invalid response (${err.message})`);
-    } else if (this.timedOut && this.clientSlow) {
-      this.fail(
-        'client_abort',
-        'request_timeout',
-        'the request body did not arrive in time (upstream ttfb_timeout); the upstream was not at fault',
-      );
-    } else if (this.timedOut) {
-      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream sent no first byte in time`);
-    } else if (this.idledOut) {
-      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream went silent for longer than idle_timeout`);
-    } else if (this.phase === Phase.Connecting && CONNECT_ERROR_CODES.has(code)) {
-      if (this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback) {
-        this.retryOnLegacy();
-        return;
-      }
-      this.fail('connect_error', 'upstream_unavailable', `${this.upstream} upstream is unavailable (${code})`);
-    } else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-      this.fail('timeout', 'upstream_timeout', `${this.upstream} upstream went silent (${code})`);
-    } else {
-      this.fail('reset', 'upstream_reset', `${this.upstream} upstream closed the connection (${code || err.message})`);
-    }
+    const verdict = classifyFailure(err, {
+      upstream: this.upstream,
+      closing: this.ctx.closing,
+      unrelayable: this.unrelayable,
+      timedOut: this.timedOut,
+      clientSlow: this.clientSlow,
+      idledOut: this.idledOut,
+      connecting: this.phase === Phase.Connecting,
+      mayFallBack: this.upstream === 'new' && this.ctx.fallbackOnConnectError && !this.fallback,
+    });
+    if (verdict.kind === 'cut_by_veer') this.finish('client_abort');
+    else if (verdict.kind === 'fall_back') this.retryOnLegacy();
+    else this.fail(verdict.outcome, verdict.code, verdict.message);
   }
 
   /** Called when the client has taken nothing of a paused stream for listen.idle_timeout. */

@@ -6,7 +6,8 @@ import type { Outcome } from '../../src/measure/outcome.js';
 import { Recorder } from '../../src/measure/recorder.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import { DiscardDownstream } from '../../src/proxy/downstream-discard.js';
-import { Exchange, type ExchangeContext, Phase } from '../../src/proxy/exchange.js';
+import { Exchange, type ExchangeContext } from '../../src/proxy/exchange.js';
+import { Phase } from '../../src/proxy/exchange-phase.js';
 import { Upstream } from '../../src/proxy/upstream.js';
 import { silentLogger, waitFor } from '../helpers/stack.js';
 
