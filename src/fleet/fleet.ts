@@ -12,10 +12,12 @@ import type { FleetStatus } from '../rollout.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { AuditLog } from '../state/audit.js';
 import type { PersistedState } from '../state/store.js';
+import { ChangesChannel } from './changes-channel.js';
 import { Judge } from './judge.js';
 import { RedisLink } from './link.js';
 import { knowledgeOf, reconcile, type Seen, type StoreRecord, sameContent } from './reconcile.js';
 import { conflict, FleetReport, redact, unavailable } from './report.js';
+import { UnconfirmedWrite } from './take-back.js';
 
 export type { FleetLinkState, FleetStatus } from '../rollout.js';
 
@@ -56,19 +58,13 @@ export class Fleet implements FleetHooks {
   private queue: Promise<void> = Promise.resolve();
   private syncQueued = false;
   /** A change toward new answered 503 whose write timed out: it may be in the store all the same. */
-  private unconfirmed: { epoch: string; prev: PersistedState; next: PersistedState } | undefined;
+  private readonly unconfirmed: UnconfirmedWrite;
   private proposals = 0;
   private pinging = false;
   private stopped = false;
   private config: Config;
-  /** The changes channel the subscriber listens on (it names the rollout id). */
-  private channel = '';
-  /**
-   * The subscription to `channel` being made. A sync waits for it: a change published after the sync read
-   * the state is then always heard, never left to the next resync (a race seen after a reload to a new
-   * rollout id, when the subscribe was slower than a kill on another sidecar). fleet.command_timeout bounds it.
-   */
-  private subscribing: Promise<unknown> = Promise.resolve();
+  /** The changes channel of the current rollout id (the subscriber's). */
+  private readonly changes: ChangesChannel;
   private rolloutId: string;
 
   constructor(private readonly options: FleetOptions) {
@@ -89,6 +85,14 @@ export class Fleet implements FleetHooks {
       clock: options.clock,
       audit: options.audit,
       seedHoldMs: () => this.config.fleet.seedHoldMs,
+    });
+    this.unconfirmed = new UnconfirmedWrite({
+      link: this.link,
+      keys: () => this.keys(),
+      clock: options.clock,
+      logger: options.logger,
+      memberId: this.memberId,
+      report: this.report,
     });
     this.judge = new Judge({
       link: this.link,
@@ -112,16 +116,15 @@ export class Fleet implements FleetHooks {
       client.on('close', () => this.lost(`${name} connection closed`));
     }
     this.link.commands.on('ready', () => this.schedule('redis ready'));
-    this.link.subscriber.on('ready', () => {
-      this.channel = this.key('changes');
-      this.subscribing = this.link.subscriber.subscribe(this.channel).catch(() => {});
-    });
-    this.link.subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.channel) return;
-      // Compared with the store position we last reconciled with, not our own version number: two sidecars
-      // can hold the same number for different states.
-      if (!this.seen || message !== `${this.seen.epoch}:${this.seen.version}`) this.schedule('change published');
-    });
+    this.changes = new ChangesChannel(
+      this.link.subscriber,
+      () => this.key('changes'),
+      (message) => {
+        // Compared with the store position we last reconciled with, not our own version number: two sidecars
+        // can hold the same number for different states.
+        if (!this.seen || message !== `${this.seen.epoch}:${this.seen.version}`) this.schedule('change published');
+      },
+    );
   }
 
   private key(name: string): string {
@@ -219,7 +222,7 @@ export class Fleet implements FleetHooks {
       } catch (err) {
         // Redis may have run it before its deadline with the answer still on its way: the next read on
         // this connection (Redis answers in order) tells, and sync() takes it back if it is there.
-        this.unconfirmed = { epoch: seen.epoch, prev: c.snapshot, next };
+        this.unconfirmed.note(seen.epoch, c.snapshot, next);
         this.failed(`${p.action} not confirmed`, err as Error);
         throw unavailable(p.action);
       }
@@ -305,11 +308,7 @@ export class Fleet implements FleetHooks {
     this.seen = undefined;
     this.provisional = undefined;
     this.pending = [];
-    if (this.link.subscriber.status === 'ready') {
-      if (this.channel) this.link.subscriber.unsubscribe(this.channel).catch(() => {});
-      this.channel = this.key('changes');
-      this.subscribing = this.link.subscriber.subscribe(this.channel).catch(() => {});
-    }
+    this.changes.follow();
     this.schedule('rollout id changed');
   }
 
@@ -350,11 +349,11 @@ export class Fleet implements FleetHooks {
 
   private async sync(): Promise<void> {
     if (this.stopped || !this.link.ready) return;
-    await this.subscribing;
+    await this.changes.subscribed();
     const c = this.options.controller;
     for (let attempt = 0; attempt < 5; attempt++) {
       const remote = await this.link.read(this.key('state'));
-      if (await this.takeBackUnconfirmed(remote)) continue;
+      if (await this.unconfirmed.takeBack(remote)) continue;
       // Taken after the read: a change made while Redis answered is part of what is decided here. A copy,
       // so that what is handled is exactly what was decided on.
       const local = c.snapshot;
@@ -406,38 +405,6 @@ export class Fleet implements FleetHooks {
       return this.synced(record, pending);
     }
     throw new Error('state kept changing under five compare-and-set attempts');
-  }
-
-  /**
-   * A change toward new that was answered 503 but reached the store after all (its answer came back after
-   * the command timeout) is put back to what the store held before: the operator was told nothing changed.
-   */
-  private async takeBackUnconfirmed(remote: StoreRecord | undefined): Promise<boolean> {
-    const u = this.unconfirmed;
-    this.unconfirmed = undefined;
-    if (!u || !remote || remote.epoch !== u.epoch || remote.version !== u.next.version) return false;
-    const landed = remote.state.last_change;
-    if (!landed || JSON.stringify(landed) !== JSON.stringify(u.next.last_change)) return false;
-    const back: PersistedState = {
-      ...u.prev,
-      version: remote.version + 1,
-      last_change: {
-        time: new Date(this.options.clock()).toISOString(),
-        actor: 'fleet',
-        action: 'unconfirmed_taken_back',
-        reason: `${landed.action} by ${landed.actor} was answered 503 but reached the store late; taken back`,
-      },
-    };
-    const written = await this.link.write(this.keys(), remote, {
-      state: back,
-      epoch: remote.epoch,
-      provisional: false,
-    });
-    if (written === 'written') {
-      this.options.logger.warn({ member: this.memberId, action: landed.action }, `fleet: ${back.last_change!.reason}`);
-      this.report.audit('fleet_unconfirmed_taken_back', back.last_change!.reason, back, { version: back.version });
-    }
-    return true;
   }
 
   private handled(pending: LocalChange[]): void {
