@@ -60,9 +60,10 @@ export function sleep(ms: number): Promise<void> {
 
 /**
  * Where a round's requests go: the upstream itself, veer, or a reference on the same path: the bare
- * undici forwarder (`bare`), the raw TCP relay (`relay`) or NGINX (`nginx`).
+ * undici forwarder (`bare`), a second process of it (`bare_copy`, the A/A control), the raw TCP relay
+ * (`relay`) or NGINX (`nginx`).
  */
-export type Side = 'direct' | 'veer' | 'bare' | 'relay' | 'nginx';
+export type Side = 'direct' | 'veer' | 'bare' | 'bare_copy' | 'relay' | 'nginx';
 
 /**
  * The order of sides per round: ABBA-style (direct first in even rounds, last in odd ones), so a drift

@@ -13,6 +13,8 @@ export interface Alternated<T> {
   veer: T[];
   /** Rounds on the references asked for: the bare forwarder, the TCP relay, NGINX. */
   bare: T[];
+  /** A second bare forwarder process, measured like the first: two identical sides (the A/A control). */
+  bare_copy: T[];
   relay: T[];
   nginx: T[];
   /** Per reference round: its process's CPU µs per ok unit (for references that can tell their CPU). */
@@ -36,6 +38,7 @@ export async function alternate<T extends RoundOutput>(
     direct: [],
     veer: [],
     bare: [],
+    bare_copy: [],
     relay: [],
     nginx: [],
     refCpuUsPerOk: {},

@@ -148,6 +148,11 @@ const REFERENCES = {
   /** The smallest useful undici forwarder (bench/lib/bare-forwarder.ts): what any Node HTTP proxy adds. */
   bare: { entry: 'bench/lib/bare-forwarder', label: 'bare undici forwarder' },
   /** A raw TCP relay (bench/lib/tcp-relay.ts): what one more process on the path adds, HTTP aside. */
+  /**
+   * The same forwarder in a second process, measured as a side of its own: two identical sides differ
+   * only by the measurement's noise (an A/A control), which tells how fine a difference a run can resolve.
+   */
+  bare_copy: { entry: 'bench/lib/bare-forwarder', label: 'bare undici forwarder, second process (A/A control)' },
   relay: { entry: 'bench/lib/tcp-relay', label: 'raw TCP relay (no HTTP)' },
 } as const;
 

@@ -37,6 +37,8 @@ export async function chunkLatency(ctx: ScenarioContext): Promise<ScenarioResult
       direct: benchPool(mocks.legacy.url, params.streams),
       veer: benchPool(veer.url, params.streams),
       bare: benchPool(urlOf('bare'), params.streams),
+      // The A/A control is not run here (a pool opens no connection until used).
+      bare_copy: benchPool(urlOf('bare_copy'), params.streams),
       relay: benchPool(urlOf('relay'), params.streams),
       veerOff: benchPool(veerOff.url, params.streams),
       nginx: benchPool(urlOf('nginx'), params.streams),

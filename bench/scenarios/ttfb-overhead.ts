@@ -18,7 +18,9 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   const q = ctx.quick;
   const params = {
     concurrency: q ? [50, 200] : [200, 1000],
-    rounds: q ? 1 : 3,
+    // Per level. At 200 streams a round holds ~600 TTFB samples, so its p99 is the 6th-worst: more rounds
+    // there, where the targets compare two small figures.
+    rounds: q ? [1, 1] : [5, 3],
     // Longer than one stream (TTFB + tokens), or no stream would start in the steady state that is measured.
     roundSeconds: q ? 3 : 8,
     upstreamTtfbMs: 50,
@@ -37,7 +39,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   // today), through a raw TCP relay (what one more process on the path adds, with no HTTP at all), and
   // through NGINX doing veer's split (when installed). The 200-stream targets are relative to the bare
   // forwarder's figures in the same rounds, the 1,000-stream p99 one to NGINX's.
-  const references = await startReferences(q ? ['bare'] : ['bare', 'relay'], mocks.legacy.url);
+  const references = await startReferences(q ? ['bare'] : ['bare', 'bare_copy', 'relay'], mocks.legacy.url);
   const nginx = await startNginx(mocks.legacy.url, mocks.new.url, WEIGHT_PERCENT);
   if (nginx) references.push(nginx);
   const urlOf = (side: Side) => references.find((ref) => ref.side === side)?.url ?? mocks.legacy.url;
@@ -46,10 +48,15 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   let key = 0;
   try {
     for (const [level, n] of params.concurrency.entries()) {
+      const first = level === 0;
+      const rounds = params.rounds[level]!;
+      // The A/A control serves the 200-stream targets only.
+      const levelRefs = first ? references : references.filter((ref) => ref.side !== 'bare_copy');
       const pools = {
         direct: benchPool(mocks.legacy.url, n),
         veer: benchPool(veer.url, n),
         bare: benchPool(urlOf('bare'), n),
+        bare_copy: benchPool(urlOf('bare_copy'), n),
         relay: benchPool(urlOf('relay'), n),
         nginx: benchPool(urlOf('nginx'), n),
       };
@@ -94,10 +101,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       ctx.log(`ttfb-overhead: ${n} streams, warm-up`);
       await round('direct', q ? 600 : 2000);
       await round('veer', q ? 600 : 2000);
-      for (const ref of references) await round(ref.side, q ? 600 : 2000);
-      ctx.log(`ttfb-overhead: ${n} streams, ${params.rounds} rounds`);
-      const r = await alternate(params.rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
-        references: references.map((ref) => ref.side),
+      for (const ref of levelRefs) await round(ref.side, q ? 600 : 2000);
+      ctx.log(`ttfb-overhead: ${n} streams, ${rounds} rounds`);
+      const r = await alternate(rounds, veer, (side) => round(side, params.roundSeconds * 1000), {
+        references: levelRefs.map((ref) => ref.side),
         cpuOf: nginx ? { nginx: () => nginx.cpu().total } : {},
       });
       await Promise.all(Object.values(pools).map((p) => p.close()));
@@ -109,7 +116,6 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
       const failed = [...r.direct, ...r.veer].reduce((a, x) => a + x.failed, 0);
       const share = (100 * onNew) / Math.max(1, total);
       const sigma = 100 * Math.sqrt((0.2 * 0.8) / Math.max(1, total));
-      const first = level === 0;
       // The 200-stream targets were absolute (added ≤ 0.3 ms at p50, ≤ 1.5 ms at p99); they are now
       // relative to the bare forwarder in the same rounds (see relativeToBare) and shown as information.
       const former = (added: number, max: number) =>
@@ -134,7 +140,7 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         }),
         ...(first && r.bare.length > 0 ? relativeToBare(n, r) : []),
         ...(nginx ? versusNginx(n, v, pooled('nginx'), !first) : []),
-        ...references.flatMap((ref) =>
+        ...levelRefs.flatMap((ref) =>
           [50, 99].map((p) =>
             figure({
               key: `c${n}.${ref.side}_ttfb_p${p}`,
@@ -182,7 +188,10 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
         return `${(x.ttfb.percentile(50) - dd.percentile(50)).toFixed(2)}/${(x.ttfb.percentile(99) - dd.percentile(99)).toFixed(2)}`;
       });
       const loops = r.veer.map((x) => x.loop!);
-      const waits = [...r.direct, ...r.veer, ...r.bare, ...r.relay, ...r.nginx].map((x) => x.clientWaitMsPerS);
+      const waits = [...r.direct, ...r.veer, ...r.bare, ...r.bare_copy, ...r.relay, ...r.nginx].map(
+        (x) => x.clientWaitMsPerS,
+      );
+      if (first && r.bare_copy.length > 0) notes.push(controlNote(n, r));
       notes.push(
         `${n} streams, veer's event loop in each of its rounds: delay p99/max ${loops.map((l) => `${l.eldP99Ms.toFixed(1)}/${l.eldMaxMs.toFixed(1)}`).join(', ')} ms (beyond the ${ELD_RESOLUTION_S * 1000} ms sampling interval); GC ${loops.map((l) => l.gcMsPerS.toFixed(0)).join(', ')} ms/s; waiting for a CPU while runnable ${loops.map((l) => l.waitMsPerS.toFixed(0)).join(', ')} ms/s (the client, the mocks and anything else on the machine share the two cores); the bench client waited ${Math.min(...waits).toFixed(0)}–${Math.max(...waits).toFixed(0)} ms/s.`,
         `${n} streams: ${d.count} direct and ${v.count} veer TTFB samples; added p50/p99 per round (ms): ${perRound.join(', ')}; share on new ${share.toFixed(2)} % of ${total} streams (binomial σ ${sigma.toFixed(2)} points); failed ${failed}.`,
@@ -199,7 +208,12 @@ export async function ttfbOverhead(ctx: ScenarioContext): Promise<ScenarioResult
   return run.result(params, figures, notes);
 }
 
-type Rounds = { direct: { ttfb: Samples }[]; veer: { ttfb: Samples }[]; bare: { ttfb: Samples }[] };
+type Rounds = Record<'direct' | 'veer' | 'bare' | 'bare_copy', { ttfb: Samples }[]>;
+
+/** A side's added TTFB at percentile p in each round, against that round's direct figure. */
+function addedPerRound(r: Rounds, side: 'veer' | 'bare' | 'bare_copy', p: number): number[] {
+  return r[side].map((x, i) => x.ttfb.percentile(p) - r.direct[i]!.ttfb.percentile(p));
+}
 
 /**
  * The 200-stream targets, relative to the bare undici forwarder measured in the same rounds: what veer
@@ -210,10 +224,26 @@ type Rounds = { direct: { ttfb: Samples }[]; veer: { ttfb: Samples }[]; bare: { 
  * once and woken per packet), so an absolute bound measures the machine as much as veer.
  */
 function relativeToBare(n: number, r: Rounds): Figure[] {
-  const added = (side: 'veer' | 'bare', p: number) =>
-    median(r[side].map((x, i) => x.ttfb.percentile(p) - r.direct[i]!.ttfb.percentile(p)));
+  const added = (side: 'veer' | 'bare' | 'bare_copy', p: number) => median(addedPerRound(r, side, p));
   const bare50 = added('bare', 50);
   const bare99 = added('bare', 99);
+  const control: Figure[] =
+    r.bare_copy.length === 0
+      ? []
+      : [
+          figure({
+            key: `c${n}.aa_p50_difference`,
+            label: `${n} streams: A/A control, a second bare forwarder process held to the p50 target: its added p50 minus the first's (the target allows 0.1 ms)`,
+            unit: 'ms',
+            value: added('bare_copy', 50) - bare50,
+          }),
+          figure({
+            key: `c${n}.aa_p99_ratio`,
+            label: `${n} streams: A/A control: its added p99 ÷ the first's (the target allows ×1.15)`,
+            unit: 'x',
+            value: added('bare_copy', 99) / bare99,
+          }),
+        ];
   return [
     figure({
       key: `c${n}.added_p50_vs_bare`,
@@ -229,7 +259,21 @@ function relativeToBare(n: number, r: Rounds): Figure[] {
       value: added('veer', 99),
       target: { of: 'value', max: bare99 * 1.15 },
     }),
+    ...control,
   ];
+}
+
+/**
+ * The per-round figures behind the 200-stream targets, with the A/A control's: two processes of the same
+ * forwarder differ only by the measurement's noise, so where the control misses a target by more than veer
+ * does, the run cannot tell veer's difference from noise.
+ */
+function controlNote(n: number, r: Rounds): string {
+  const rounds = (side: 'veer' | 'bare' | 'bare_copy') =>
+    addedPerRound(r, side, 50)
+      .map((p50, i) => `${p50.toFixed(2)}/${addedPerRound(r, side, 99)[i]!.toFixed(2)}`)
+      .join(', ');
+  return `${n} streams, added TTFB p50/p99 per round (ms) for the sides the targets compare: veer ${rounds('veer')}; bare forwarder ${rounds('bare')}; its second process, the A/A control ${rounds('bare_copy')}. The two bare processes run the same code, so their difference is the noise of this run's figures.`;
 }
 
 /** veer against NGINX in the same rounds: the ratios, and at 1,000 streams the target p99 ≤ NGINX's + 5 ms. */
