@@ -2,7 +2,7 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { fleetMetrics } from './fleet-metrics.js';
-import { shadowMetrics } from './shadow-metrics.js';
+import { type ShadowReadings, shadowMetrics } from './shadow-metrics.js';
 import { type TokenWindowReading, tokenMetrics } from './token-metrics.js';
 import { WindowQuantiles } from './window-quantiles.js';
 
@@ -18,7 +18,7 @@ type PerUpstream = { legacy: number; new: number };
  * Readers of live state, filled in by the modules that own it; gauges call them at scrape time so the
  * request path only bumps plain numbers.
  */
-export interface LiveReadings {
+export interface LiveReadings extends ShadowReadings {
   /** Meters what the recorder holds in its batch; the request metrics call it before they are read. */
   flush?: () => void;
   inflight?: () => PerUpstream;
@@ -34,8 +34,6 @@ export interface LiveReadings {
   fleetDisconnectedSeconds?: () => number;
   /** Requests per segment and side since start (routing.segments). */
   segments?: () => ReadonlyMap<string, PerUpstream>;
-  shadowRatio?: () => number;
-  shadowInflight?: () => number;
   /** Token accounting's window figures (seconds, tokens/s, ratios); undefined where there are no samples. */
   tokenWindow?: () => Record<'legacy' | 'new', TokenWindowReading>;
   /** Each upstream pool's open connections and requests waiting for one (undici's own counts). */
